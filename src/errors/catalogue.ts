@@ -1,0 +1,52 @@
+/**
+ * The one error catalogue (DESIGN.md, convention 6). Every error the API or the CLI reports has a
+ * stable code from here, an HTTP status, a title, and a hint that says how to fix it. The detail of
+ * each occurrence (what exactly happened) is given where the error is raised.
+ *
+ * `docs/errors.md` is generated from this file (`npm run docs:errors`); a test keeps them in sync.
+ */
+export interface CatalogueEntry {
+  status: number;
+  title: string;
+  /** How to fix it, in general; appended to the detail unless the detail already explains. */
+  hint: string;
+}
+
+export const catalogue = {
+  YUN_BAD_REQUEST: { status: 400, title: 'Bad request', hint: 'Check the request against the API reference at /v1/openapi.json.' },
+  YUN_VALIDATION_FAILED: { status: 400, title: 'Invalid request', hint: 'Fix the named field and send the request again; unknown fields are rejected, not ignored.' },
+  YUN_UNKNOWN_QUERY_PARAMETER: { status: 400, title: 'Unknown query parameter', hint: 'Remove the parameter; the route lists the ones it accepts in /v1/openapi.json.' },
+  YUN_BAD_MARKER: { status: 400, title: 'Bad pagination marker', hint: 'Use the `next` link of the previous page, or start again without `marker`.' },
+  YUN_BAD_SORT: { status: 400, title: 'Bad sort key', hint: 'Use sort=KEY:asc or sort=KEY:desc with one of the keys the list accepts.' },
+  YUN_BAD_FILTER: { status: 400, title: 'Bad filter', hint: 'Use FIELD=VALUE (or label=KEY / label=KEY=VALUE) with a field the list accepts.' },
+  YUN_INVALID_JSON: { status: 400, title: 'Malformed JSON body', hint: 'Send a valid JSON document with Content-Type: application/json.' },
+  YUN_UNAUTHENTICATED: { status: 401, title: 'Authentication required', hint: 'Send a token in X-Auth-Token or Authorization: Bearer; get one with `yun login` or POST /v1/auth/tokens.' },
+  YUN_TOKEN_INVALID: { status: 401, title: 'Invalid token', hint: 'The token is unknown, revoked or malformed; log in again (`yun login`).' },
+  YUN_TOKEN_EXPIRED: { status: 401, title: 'Token expired', hint: 'Log in again (`yun login`) or issue a new token (`yun token issue`).' },
+  YUN_BAD_CREDENTIALS: { status: 401, title: 'Wrong user name or password', hint: 'Check YUN_USERNAME / YUN_PASSWORD (for the admin, in DATA_DIR/admin.env).' },
+  YUN_NO_ROLE_ON_PROJECT: { status: 401, title: 'No role on project', hint: 'Ask an admin to grant a role with `yun role add ROLE --user U --project P`, or log in to a project you belong to.' },
+  YUN_JOIN_TOKEN_INVALID: { status: 401, title: 'Invalid join token', hint: 'Print the current token on a manager with `yun join-token worker` (or manager); rotated tokens stop working.' },
+  YUN_FORBIDDEN: { status: 403, title: 'Not allowed', hint: 'Ask an admin for a role that allows it (admin > member > reader).' },
+  YUN_QUOTA_EXCEEDED: { status: 403, title: 'Quota exceeded', hint: 'Free some resources, or ask an admin to raise the quota (`yun quota set PROJECT --KEY N`).' },
+  YUN_NOT_FOUND: { status: 404, title: 'Not found', hint: 'Check the id or name; list what exists with the matching `ls` command.' },
+  YUN_ROUTE_NOT_FOUND: { status: 404, title: 'No such route', hint: 'See /v1/openapi.json for the routes this server has.' },
+  YUN_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed', hint: 'See /v1/openapi.json for the methods this route accepts.' },
+  YUN_NAME_CONFLICT: { status: 409, title: 'Name already in use', hint: 'Choose another name, or remove the existing object first.' },
+  YUN_VERSION_CONFLICT: { status: 409, title: 'Version conflict', hint: 'The object changed since you read it: read it again, re-apply your change, and send the new version.' },
+  YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
+  YUN_WATCH_EXPIRED: { status: 410, title: 'Revision no longer available', hint: 'List again and watch from the revision that list returned.' },
+  YUN_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', hint: 'Send the body as Content-Type: application/json.' },
+  YUN_VERSION_REQUIRED: { status: 428, title: 'Version required', hint: 'Send the version you read, in If-Match or as `version` in the body, so that concurrent changes are never silently overwritten.' },
+  YUN_PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large', hint: 'Send a smaller body; the limit is in the detail.' },
+  YUN_RATE_LIMITED: { status: 429, title: 'Too many requests', hint: 'Slow down; retry after the number of seconds in Retry-After.' },
+  YUN_INTERNAL: { status: 500, title: 'Internal error', hint: 'This is a bug in Yunstack: report it with the request id; the manager log has the stack trace.' },
+  YUN_UNAVAILABLE: { status: 503, title: 'Service unavailable', hint: 'Retry shortly; if it persists, check `yun status` and the manager log.' },
+  // Errors the CLI reports without a server round trip.
+  YUN_DATA_DIR_LOCKED: { status: 409, title: 'Data directory in use', hint: 'Another `yun up` is running on this data directory: stop it, or use another --data-dir.' },
+  YUN_CONFIG_INVALID: { status: 400, title: 'Invalid configuration', hint: 'Fix the named option or environment variable.' },
+  YUN_CONNECTION_FAILED: { status: 503, title: 'Cannot reach the server', hint: 'Check YUN_URL and that `yun up` is running (`yun status`).' },
+  YUN_TLS_FAILED: { status: 503, title: 'TLS verification failed', hint: 'Point YUN_CACERT at the cloud CA (DATA_DIR/pki/ca.crt), or `source DATA_DIR/admin.env`.' },
+  YUN_USAGE: { status: 400, title: 'Invalid command line', hint: 'Run the command with --help for its options.' },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCode = keyof typeof catalogue;

@@ -1,0 +1,30 @@
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.js';
+import type { Identity } from '../identity/identity.js';
+import type { Clock } from '../util/clock.js';
+import type { Membership } from './membership.js';
+
+export interface ManagerConfig {
+  /** The URL clients and agents use to reach this manager (for join commands, catalog). */
+  publicUrl: string;
+  /** The address agents should use to reach this manager. */
+  advertiseUrl: string;
+  caCertPem: string;
+  caFingerprint: string;
+  version: string;
+  /** Maximum request body, bytes. */
+  bodyLimit: number;
+  /** Requests per second allowed per client (token or address) before 429. */
+  rateLimit: number;
+  tokenTtlMs: number;
+}
+
+export interface ManagerContext {
+  store: Store;
+  identity: Identity;
+  clock: Clock;
+  log: Logger;
+  config: ManagerConfig;
+  membership: Membership;
+  startedAt: number;
+}

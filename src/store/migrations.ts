@@ -1,0 +1,76 @@
+/**
+ * Versioned schema migrations for the SQLite store. Each entry runs once, in order, inside a
+ * transaction; `PRAGMA user_version` records how far a database has come. Never edit a shipped
+ * migration: add a new one.
+ */
+export const migrations: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'objects, changes, tokens, secrets, audit',
+    sql: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta (key, value) VALUES ('revision', '0'), ('compacted', '0');
+
+      CREATE TABLE objects (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        data TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX objects_name ON objects (kind, project_id, name);
+      CREATE INDEX objects_kind_id ON objects (kind, id);
+      CREATE INDEX objects_kind_project_id ON objects (kind, project_id, id);
+      CREATE INDEX objects_kind_name ON objects (kind, name, id);
+      CREATE INDEX objects_kind_created ON objects (kind, created_at, id);
+      CREATE INDEX objects_kind_updated ON objects (kind, updated_at, id);
+
+      CREATE TABLE changes (
+        revision INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        object TEXT NOT NULL,
+        at TEXT NOT NULL
+      );
+
+      CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX tokens_user ON tokens (user_id);
+      CREATE INDEX tokens_expires ON tokens (expires_at);
+
+      CREATE TABLE secrets (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        user_id TEXT,
+        user_name TEXT,
+        project_id TEXT,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target_id TEXT,
+        status INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        error_code TEXT,
+        remote_addr TEXT
+      );
+      CREATE INDEX audit_project ON audit (project_id, id);
+      CREATE INDEX audit_user ON audit (user_id, id);
+    `,
+  },
+];

@@ -1,0 +1,372 @@
+import Database from 'better-sqlite3';
+import { YunError } from '../errors/errors.js';
+import { newId } from '../util/ids.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { migrations } from './migrations.js';
+import type { AuditEntry, Change, Filter, ListQuery, ListResult, Op, Store, StoredObject, TokenRecord } from './store.js';
+
+const COLUMNS = new Set(['id', 'name', 'project_id', 'version', 'created_at', 'updated_at', 'revision', 'kind']);
+/** How many changes the feed keeps; older revisions answer YUN_WATCH_EXPIRED. */
+const CHANGE_RETENTION = 50_000;
+
+interface Row {
+  id: string;
+  kind: string;
+  project_id: string;
+  name: string;
+  version: number;
+  created_at: string;
+  updated_at: string;
+  revision: number;
+  data: string;
+}
+
+function rowToObject(r: Row): StoredObject {
+  return {
+    kind: r.kind,
+    id: r.id,
+    name: r.name,
+    project_id: r.project_id,
+    version: r.version,
+    created_at: r.created_at,
+    updated_at: r.updated_at,
+    revision: r.revision,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  };
+}
+
+/** SQL expression for a column or a JSON path into `data` (`labels.zone` → $.labels."zone"). */
+export function fieldExpr(field: string): string {
+  if (COLUMNS.has(field)) return field;
+  if (!/^[A-Za-z0-9_.\-/]+$/.test(field) || field.length > 200) {
+    throw new YunError('YUN_BAD_FILTER', `"${field}" is not a valid field name`);
+  }
+  const path = field.split('.').map((p) => `"${p}"`).join('.');
+  return `json_extract(data, '$.${path}')`;
+}
+
+function sqlValue(v: unknown): string | number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof v === 'number' || typeof v === 'string') return v;
+  return JSON.stringify(v);
+}
+
+export class SqliteStore implements Store {
+  readonly backend = 'sqlite';
+  private db: Database.Database;
+  private listeners = new Set<(changes: Change[]) => void>();
+  private clock: Clock;
+  private writesSinceCompact = 0;
+
+  constructor(path: string, opts: { clock?: Clock } = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    for (const m of migrations) {
+      if (m.version <= current) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.pragma(`user_version = ${m.version}`);
+      })();
+    }
+  }
+
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private revisionSync(): number {
+    return Number((this.db.prepare(`SELECT value FROM meta WHERE key = 'revision'`).get() as { value: string }).value);
+  }
+
+  async revision(): Promise<number> {
+    return this.revisionSync();
+  }
+
+  async get(kind: string, id: string): Promise<StoredObject | undefined> {
+    const r = this.db.prepare(`SELECT * FROM objects WHERE id = ? AND kind = ?`).get(id, kind) as Row | undefined;
+    return r ? rowToObject(r) : undefined;
+  }
+
+  async getByName(kind: string, projectId: string, name: string): Promise<StoredObject | undefined> {
+    const r = this.db.prepare(`SELECT * FROM objects WHERE kind = ? AND project_id = ? AND name = ?`).get(kind, projectId, name) as Row | undefined;
+    return r ? rowToObject(r) : undefined;
+  }
+
+  private whereFor(kind: string, q: { projects?: string[]; filters?: Filter[] }): { sql: string; params: unknown[] } {
+    const where = ['kind = ?'];
+    const params: unknown[] = [kind];
+    if (q.projects) {
+      if (q.projects.length === 0) where.push('0');
+      else {
+        where.push(`project_id IN (${q.projects.map(() => '?').join(',')})`);
+        params.push(...q.projects);
+      }
+    }
+    for (const f of q.filters ?? []) {
+      const e = fieldExpr(f.field);
+      switch (f.op) {
+        case 'eq':
+          if (f.value === null) where.push(`${e} IS NULL`);
+          else { where.push(`${e} = ?`); params.push(sqlValue(f.value)); }
+          break;
+        case 'ne':
+          where.push(`(${e} IS NULL OR ${e} != ?)`);
+          params.push(sqlValue(f.value));
+          break;
+        case 'exists':
+          where.push(`${e} IS NOT NULL`);
+          break;
+        case 'prefix':
+          where.push(`substr(${e}, 1, ?) = ?`);
+          params.push(String(f.value).length, String(f.value));
+          break;
+        case 'in': {
+          const vals = Array.isArray(f.value) ? f.value : [];
+          if (vals.length === 0) where.push('0');
+          else { where.push(`${e} IN (${vals.map(() => '?').join(',')})`); params.push(...vals.map(sqlValue)); }
+          break;
+        }
+      }
+    }
+    return { sql: where.join(' AND '), params };
+  }
+
+  async list(kind: string, q: ListQuery): Promise<ListResult<Record<string, unknown>>> {
+    const sortKey = q.sort?.key ?? 'id';
+    const dir = q.sort?.dir ?? 'asc';
+    const sortExpr = sortKey === 'id' ? 'id' : `IFNULL(${fieldExpr(sortKey)}, '')`;
+    const { sql: whereSql, params } = this.whereFor(kind, q);
+    const cmp = dir === 'asc' ? '>' : '<';
+    let pageWhere = whereSql;
+    const pageParams = [...params];
+    if (q.marker !== undefined) {
+      const m = this.db.prepare(`SELECT ${sortExpr} AS k, id FROM objects WHERE id = ? AND ${whereSql}`).get(q.marker, ...params) as { k: unknown; id: string } | undefined;
+      if (!m) {
+        throw new YunError('YUN_BAD_MARKER', `The marker "${q.marker}" is not an object of this list (it may have been deleted, or belong to another project or filter)`);
+      }
+      if (sortKey === 'id') {
+        pageWhere += ` AND id ${cmp} ?`;
+        pageParams.push(m.id);
+      } else {
+        pageWhere += ` AND (${sortExpr} ${cmp} ? OR (${sortExpr} = ? AND id ${cmp} ?))`;
+        pageParams.push(m.k, m.k, m.id);
+      }
+    }
+    const order = sortKey === 'id' ? `id ${dir}` : `${sortExpr} ${dir}, id ${dir}`;
+    const read = this.db.transaction(() => {
+      const rows = this.db.prepare(`SELECT * FROM objects WHERE ${pageWhere} ORDER BY ${order} LIMIT ?`).all(...pageParams, q.limit + 1) as Row[];
+      const count = q.withCount ? (this.db.prepare(`SELECT count(*) AS n FROM objects WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
+      return { rows, count, revision: this.revisionSync() };
+    });
+    const { rows, count, revision } = read();
+    const more = rows.length > q.limit;
+    const items = rows.slice(0, q.limit).map(rowToObject);
+    return { items, nextMarker: more ? items[items.length - 1]!.id : undefined, count, revision };
+  }
+
+  async usage(kind: string, projectId: string, sums: string[] = []): Promise<{ count: number; sums: Record<string, number> }> {
+    const cols = sums.map((s, i) => `IFNULL(SUM(${fieldExpr(s)}), 0) AS s${i}`);
+    const r = this.db.prepare(`SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM objects WHERE kind = ? AND project_id = ?`).get(kind, projectId) as Record<string, number>;
+    const out: Record<string, number> = {};
+    sums.forEach((s, i) => { out[s] = Number(r[`s${i}`] ?? 0); });
+    return { count: r.n!, sums: out };
+  }
+
+  private applyOps = (ops: Op[]): { objects: StoredObject[]; changes: Change[] } => {
+    let rev = this.revisionSync();
+    const now = this.clock.iso();
+    const objects: StoredObject[] = [];
+    const changes: Change[] = [];
+    for (const op of ops) {
+      rev += 1;
+      if (op.op === 'create') {
+        const obj: StoredObject = {
+          kind: op.kind, id: op.id ?? newId(), name: op.name, project_id: op.project_id,
+          version: 1, created_at: now, updated_at: now, revision: rev, data: op.data,
+        };
+        try {
+          this.db.prepare(`INSERT INTO objects (id, kind, project_id, name, version, created_at, updated_at, revision, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+            .run(obj.id, obj.kind, obj.project_id, obj.name, obj.version, obj.created_at, obj.updated_at, obj.revision, JSON.stringify(obj.data));
+        } catch (e) {
+          if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+            throw new YunError('YUN_NAME_CONFLICT', `A ${op.kind} named "${op.name}" already exists${op.project_id ? ' in this project' : ''}`, { extra: { kind: op.kind, name: op.name } });
+          }
+          throw e;
+        }
+        objects.push(obj);
+        changes.push({ revision: rev, type: 'create', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
+      } else {
+        const r = this.db.prepare(`SELECT * FROM objects WHERE id = ? AND kind = ?`).get(op.id, op.kind) as Row | undefined;
+        if (!r) throw new YunError('YUN_NOT_FOUND', `No ${op.kind} "${op.id}" exists`, { extra: { kind: op.kind } });
+        if (op.version !== undefined && op.version !== r.version) {
+          throw new YunError('YUN_VERSION_CONFLICT', `The ${op.kind} "${r.name}" is at version ${r.version}, but the request was based on version ${op.version}`, { extra: { kind: op.kind, current_version: r.version } });
+        }
+        const before = rowToObject(r);
+        if (op.op === 'update') {
+          const obj: StoredObject = { ...before, name: op.name ?? before.name, version: before.version + 1, updated_at: now, revision: rev, data: op.data };
+          try {
+            this.db.prepare(`UPDATE objects SET name = ?, version = ?, updated_at = ?, revision = ?, data = ? WHERE id = ?`)
+              .run(obj.name, obj.version, obj.updated_at, obj.revision, JSON.stringify(obj.data), obj.id);
+          } catch (e) {
+            if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+              throw new YunError('YUN_NAME_CONFLICT', `A ${op.kind} named "${obj.name}" already exists`, { extra: { kind: op.kind, name: obj.name } });
+            }
+            throw e;
+          }
+          objects.push(obj);
+          changes.push({ revision: rev, type: 'update', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
+        } else {
+          this.db.prepare(`DELETE FROM objects WHERE id = ?`).run(op.id);
+          const obj = { ...before, revision: rev };
+          objects.push(obj);
+          changes.push({ revision: rev, type: 'delete', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
+        }
+      }
+    }
+    const ins = this.db.prepare(`INSERT INTO changes (revision, type, kind, id, project_id, object, at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+    for (const c of changes) ins.run(c.revision, c.type, c.kind, c.id, c.project_id, JSON.stringify(c.object), c.at);
+    this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'revision'`).run(String(rev));
+    return { objects, changes };
+  };
+
+  async batch(ops: Op[]): Promise<StoredObject[]> {
+    if (ops.length === 0) return [];
+    const { objects, changes } = this.db.transaction(this.applyOps)(ops);
+    this.writesSinceCompact += changes.length;
+    if (this.writesSinceCompact > 5000) this.compact();
+    for (const l of this.listeners) {
+      try { l(changes); } catch { /* a listener's failure is its own */ }
+    }
+    return objects;
+  }
+
+  async create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject> {
+    return (await this.batch([{ op: 'create', ...op }]))[0]!;
+  }
+
+  async update(op: Omit<Extract<Op, { op: 'update' }>, 'op'>): Promise<StoredObject> {
+    return (await this.batch([{ op: 'update', ...op }]))[0]!;
+  }
+
+  async delete(op: Omit<Extract<Op, { op: 'delete' }>, 'op'>): Promise<StoredObject> {
+    return (await this.batch([{ op: 'delete', ...op }]))[0]!;
+  }
+
+  /** Drop change-feed entries beyond the retention window. */
+  compact(): void {
+    this.writesSinceCompact = 0;
+    const rev = this.revisionSync();
+    const keepFrom = rev - CHANGE_RETENTION;
+    if (keepFrom <= 0) return;
+    this.db.transaction(() => {
+      this.db.prepare(`DELETE FROM changes WHERE revision <= ?`).run(keepFrom);
+      this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'compacted'`).run(String(keepFrom));
+    })();
+  }
+
+  async changesSince(revision: number, limit = 1000): Promise<Change[]> {
+    const compacted = Number((this.db.prepare(`SELECT value FROM meta WHERE key = 'compacted'`).get() as { value: string }).value);
+    if (revision < compacted) {
+      throw new YunError('YUN_WATCH_EXPIRED', `Revision ${revision} has been compacted away; the oldest revision kept is ${compacted + 1}`);
+    }
+    const rows = this.db.prepare(`SELECT * FROM changes WHERE revision > ? ORDER BY revision LIMIT ?`).all(revision, limit) as (Omit<Change, 'object'> & { object: string })[];
+    return rows.map((r) => ({ ...r, object: JSON.parse(r.object) as StoredObject }));
+  }
+
+  async watch(revision: number, fn: (changes: Change[]) => void): Promise<() => void> {
+    // Replay what was missed, then stream live changes; the listener is attached before the
+    // replay read, and revisions already delivered are skipped, so nothing is lost or repeated.
+    let delivered = revision;
+    const buffered: Change[][] = [];
+    let replaying = true;
+    const listener = (changes: Change[]): void => {
+      if (replaying) { buffered.push(changes); return; }
+      const fresh = changes.filter((c) => c.revision > delivered);
+      if (fresh.length) { delivered = fresh[fresh.length - 1]!.revision; fn(fresh); }
+    };
+    this.listeners.add(listener);
+    for (;;) {
+      const past = await this.changesSince(delivered, 5000);
+      if (past.length === 0) break;
+      delivered = past[past.length - 1]!.revision;
+      fn(past);
+    }
+    replaying = false;
+    for (const b of buffered) listener(b);
+    return () => { this.listeners.delete(listener); };
+  }
+
+  async putSecret(key: string, value: string): Promise<void> {
+    this.db.prepare(`INSERT INTO secrets (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, value);
+  }
+
+  async getSecret(key: string): Promise<string | undefined> {
+    return (this.db.prepare(`SELECT value FROM secrets WHERE key = ?`).get(key) as { value: string } | undefined)?.value;
+  }
+
+  async deleteSecret(key: string): Promise<void> {
+    this.db.prepare(`DELETE FROM secrets WHERE key = ?`).run(key);
+  }
+
+  async putToken(t: TokenRecord): Promise<void> {
+    this.db.prepare(`INSERT INTO tokens (hash, token_id, user_id, project_id, roles, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(t.hash, t.token_id, t.user_id, t.project_id, JSON.stringify(t.roles), t.issued_at, t.expires_at);
+  }
+
+  async getToken(hash: string): Promise<TokenRecord | undefined> {
+    const r = this.db.prepare(`SELECT * FROM tokens WHERE hash = ?`).get(hash) as (Omit<TokenRecord, 'roles'> & { roles: string }) | undefined;
+    return r ? { ...r, roles: JSON.parse(r.roles) as string[] } : undefined;
+  }
+
+  async deleteTokens(where: { hash?: string; token_id?: string; user_id?: string; project_id?: string }): Promise<number> {
+    const keys = Object.entries(where).filter(([, v]) => v !== undefined);
+    if (keys.length === 0) return 0;
+    const sql = `DELETE FROM tokens WHERE ${keys.map(([k]) => `${k} = ?`).join(' AND ')}`;
+    return this.db.prepare(sql).run(...keys.map(([, v]) => v)).changes;
+  }
+
+  async listTokens(userId: string): Promise<TokenRecord[]> {
+    const rows = this.db.prepare(`SELECT * FROM tokens WHERE user_id = ? ORDER BY issued_at`).all(userId) as (Omit<TokenRecord, 'roles'> & { roles: string })[];
+    return rows.map((r) => ({ ...r, roles: JSON.parse(r.roles) as string[] }));
+  }
+
+  async pruneTokens(nowIso: string): Promise<number> {
+    return this.db.prepare(`DELETE FROM tokens WHERE expires_at <= ?`).run(nowIso).changes;
+  }
+
+  async appendAudit(e: Omit<AuditEntry, 'id'>): Promise<void> {
+    this.db.prepare(`INSERT INTO audit (at, request_id, user_id, user_name, project_id, method, path, action, target_id, status, result, error_code, remote_addr)
+      VALUES (@at, @request_id, @user_id, @user_name, @project_id, @method, @path, @action, @target_id, @status, @result, @error_code, @remote_addr)`).run(e);
+  }
+
+  async listAudit(q: { limit: number; marker?: number; projectId?: string; userId?: string; since?: string; result?: string; withCount?: boolean }): Promise<{ items: AuditEntry[]; nextMarker?: number; count?: number }> {
+    const where: string[] = ['1'];
+    const params: unknown[] = [];
+    if (q.projectId) { where.push('project_id = ?'); params.push(q.projectId); }
+    if (q.userId) { where.push('user_id = ?'); params.push(q.userId); }
+    if (q.since) { where.push('at >= ?'); params.push(q.since); }
+    if (q.result) { where.push('result = ?'); params.push(q.result); }
+    const base = where.join(' AND ');
+    const page = q.marker !== undefined ? `${base} AND id < ?` : base;
+    const rows = this.db.prepare(`SELECT * FROM audit WHERE ${page} ORDER BY id DESC LIMIT ?`).all(...params, ...(q.marker !== undefined ? [q.marker] : []), q.limit + 1) as AuditEntry[];
+    const more = rows.length > q.limit;
+    const items = rows.slice(0, q.limit);
+    const count = q.withCount ? (this.db.prepare(`SELECT count(*) AS n FROM audit WHERE ${base}`).get(...params) as { n: number }).n : undefined;
+    return { items, nextMarker: more ? items[items.length - 1]!.id : undefined, count };
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    this.db.close();
+  }
+}

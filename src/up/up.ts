@@ -1,0 +1,172 @@
+import { mkdirSync, realpathSync } from 'node:fs';
+import { hostname, networkInterfaces, cpus, totalmem, release } from 'node:os';
+import { join, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Level, Logger } from 'pino';
+import { YunError } from '../errors/errors.js';
+import { Identity } from '../identity/identity.js';
+import { buildApp } from '../manager/app.js';
+import type { ManagerContext } from '../manager/context.js';
+import { Membership } from '../manager/membership.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import { systemClock } from '../util/clock.js';
+import { createLogger } from '../util/log.js';
+import { VERSION } from '../version.js';
+import { bootstrap } from './bootstrap.js';
+import { acquireLock } from './lock.js';
+import { ensurePki } from './pki-files.js';
+import { loadOrCreateNodeId } from './node-id.js';
+
+export const DEFAULT_PORT = 7443;
+
+export interface UpOptions {
+  dataDir: string;
+  /** HOST:PORT; default 0.0.0.0:7443. */
+  listen?: string;
+  advertiseAddr?: string;
+  insecureHttp?: boolean;
+  logLevel?: Level;
+  /** Log to stderr too (the CLI does; tests usually do not). */
+  logToStderr?: boolean;
+  rateLimit?: number;
+  tokenTtlMs?: number;
+  bodyLimit?: number;
+}
+
+export interface Cloud {
+  url: string;
+  advertiseUrl: string;
+  dataDir: string;
+  envPath: string;
+  nodeId: string;
+  ctx: ManagerContext;
+  app: FastifyInstance;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export function defaultDataDir(): string {
+  if (process.env.YUN_DATA_DIR) return process.env.YUN_DATA_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/yunstack';
+  return join(process.env.XDG_DATA_HOME ?? join(process.env.HOME ?? '.', '.local', 'share'), 'yunstack');
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen.trim());
+  const port = m ? Number(m[3]) : NaN;
+  const host = m ? (m[1] ?? m[2] ?? '') || '0.0.0.0' : '';
+  if (!m || !(port > 0 && port < 65536) || (host !== 'localhost' && !isIP(host))) {
+    throw new YunError('YUN_CONFIG_INVALID', `--listen must be HOST:PORT with an IP address (e.g. 0.0.0.0:${DEFAULT_PORT} or 127.0.0.1:${DEFAULT_PORT}), not "${listen}"`, { hint: '' });
+  }
+  return { host: host === 'localhost' ? '127.0.0.1' : host, port };
+}
+
+function isLoopback(host: string): boolean {
+  return host === '::1' || host.startsWith('127.');
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/** The first non-internal IPv4 address of this machine, or 127.0.0.1. */
+export function detectAdvertiseAddr(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+function urlHost(h: string): string {
+  return isIP(h) === 6 ? `[${h}]` : h;
+}
+
+/** Start a single-node cloud: store, PKI, identity, API, and this node registered as a manager. */
+export async function startCloud(opts: UpOptions): Promise<Cloud> {
+  const t0 = Date.now();
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const realDir = realpathSync(dataDir);
+  const { host, port } = parseListen(opts.listen ?? `0.0.0.0:${DEFAULT_PORT}`);
+  if (opts.insecureHttp && !isLoopback(host)) {
+    throw new YunError('YUN_CONFIG_INVALID', `--insecure-http serves plain HTTP, which is allowed only on a loopback address, not on ${host}`, { hint: `Use --listen 127.0.0.1:${port}, or drop --insecure-http to serve HTTPS.` });
+  }
+  const advertise = opts.advertiseAddr ?? (isWildcard(host) ? detectAdvertiseAddr() : host);
+  if (!isIP(advertise)) throw new YunError('YUN_CONFIG_INVALID', `--advertise-addr must be an IP address, not "${advertise}"`, { hint: '' });
+
+  const lock = acquireLock(realDir);
+  let store: SqliteStore | undefined;
+  let app: FastifyInstance | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    const log = createLogger({ level: opts.logLevel ?? 'info', dataDir: realDir, stderr: opts.logToStderr ?? false });
+    const hosts = [...new Set(['127.0.0.1', 'localhost', '::1', hostname(), advertise, ...(isWildcard(host) ? [] : [host])])];
+    const pki = await ensurePki(realDir, hosts);
+    store = new SqliteStore(join(realDir, 'yun.db'));
+    const clock = systemClock;
+    const tokenTtlMs = opts.tokenTtlMs ?? 12 * 3600_000;
+    const identity = new Identity(store, clock, tokenTtlMs);
+    const membership = new Membership(store, clock, pki.caFingerprint);
+    const scheme = opts.insecureHttp ? 'http' : 'https';
+    const localHost = isWildcard(host) ? '127.0.0.1' : host;
+    const url = `${scheme}://${urlHost(localHost)}:${port}`;
+    const advertiseUrl = `${scheme}://${urlHost(advertise)}:${port}`;
+    const ctx: ManagerContext = {
+      store, identity, clock, log, membership, startedAt: t0,
+      config: {
+        publicUrl: url, advertiseUrl, caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,
+        bodyLimit: opts.bodyLimit ?? 1024 * 1024, rateLimit: opts.rateLimit ?? 1000, tokenTtlMs,
+      },
+    };
+    const { envPath } = await bootstrap(store, identity, { dataDir: realDir, url, caPath: pki.caPath });
+    await membership.joinToken('worker');
+    await membership.joinToken('manager');
+    const nodeId = loadOrCreateNodeId(realDir);
+    membership.localNodeId = nodeId;
+    await membership.register(nodeId, {
+      hostname: hostname(),
+      address: advertise,
+      role: 'manager',
+      resources: { cpus: cpus().length, memory_bytes: totalmem() },
+      drivers: {},
+      version: VERSION,
+      platform: { os: process.platform, arch: process.arch, kernel: release() },
+    });
+    timers.push(setInterval(() => membership.heartbeat(nodeId), 2000).unref());
+
+    app = await buildApp(ctx, opts.insecureHttp ? undefined : { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.ca.certPem });
+    try {
+      await app.listen({ host, port });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'EADDRINUSE') throw new YunError('YUN_CONFIG_INVALID', `Port ${port} on ${host} is already in use by another program`, { hint: `Stop that program, or choose another port with --listen ${localHost}:PORT.` });
+      if (code === 'EADDRNOTAVAIL') throw new YunError('YUN_CONFIG_INVALID', `This machine has no address ${host} to listen on`, { hint: 'Use one of its addresses (ip -brief addr) or 0.0.0.0.' });
+      if (code === 'EACCES') throw new YunError('YUN_CONFIG_INVALID', `Not allowed to listen on port ${port}`, { hint: 'Use a port above 1023 or run as root.' });
+      throw e;
+    }
+    log.info({ url, data_dir: realDir, node_id: nodeId, ms: Date.now() - t0 }, 'manager ready');
+
+    const s = store;
+    const a = app;
+    let closed = false;
+    return {
+      url, advertiseUrl, dataDir: realDir, envPath, nodeId, ctx, app, log,
+      async close() {
+        if (closed) return;
+        closed = true;
+        for (const t of timers) clearInterval(t);
+        await a.close();
+        await s.close();
+        lock.release();
+        log.flush?.();
+      },
+    };
+  } catch (e) {
+    for (const t of timers) clearInterval(t);
+    await app?.close().catch(() => undefined);
+    await store?.close().catch(() => undefined);
+    lock.release();
+    throw e;
+  }
+}
