@@ -18,7 +18,7 @@ export interface NodeData {
   labels: Record<string, string>;
   resources: { cpus: number; memory_bytes: number };
   drivers: Record<string, { available: boolean; reason?: string }>;
-  version: string;
+  agent_version: string;
   platform: { os: string; arch: string; kernel: string };
   last_heartbeat: string | null;
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, realpathSync } from 'node:fs';
 import { hostname, networkInterfaces, cpus, totalmem, release } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isIP } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Level, Logger } from 'pino';
 import { YunError } from '../errors/errors.js';
@@ -17,8 +17,9 @@ import { bootstrap } from './bootstrap.js';
 import { acquireLock } from './lock.js';
 import { ensurePki } from './pki-files.js';
 import { loadOrCreateNodeId } from './node-id.js';
+import { DEFAULT_PORT, parseListen } from './options.js';
 
-export const DEFAULT_PORT = 7443;
+export { DEFAULT_PORT, defaultDataDir, parseListen } from './options.js';
 
 export interface UpOptions {
   dataDir: string;
@@ -46,21 +47,7 @@ export interface Cloud {
   close(): Promise<void>;
 }
 
-export function defaultDataDir(): string {
-  if (process.env.YUN_DATA_DIR) return process.env.YUN_DATA_DIR;
-  if (process.getuid?.() === 0) return '/var/lib/yunstack';
-  return join(process.env.XDG_DATA_HOME ?? join(process.env.HOME ?? '.', '.local', 'share'), 'yunstack');
-}
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen.trim());
-  const port = m ? Number(m[3]) : NaN;
-  const host = m ? (m[1] ?? m[2] ?? '') || '0.0.0.0' : '';
-  if (!m || !(port > 0 && port < 65536) || (host !== 'localhost' && !isIP(host))) {
-    throw new YunError('YUN_CONFIG_INVALID', `--listen must be HOST:PORT with an IP address (e.g. 0.0.0.0:${DEFAULT_PORT} or 127.0.0.1:${DEFAULT_PORT}), not "${listen}"`, { hint: '' });
-  }
-  return { host: host === 'localhost' ? '127.0.0.1' : host, port };
-}
 
 function isLoopback(host: string): boolean {
   return host === '::1' || host.startsWith('127.');
@@ -110,15 +97,30 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const membership = new Membership(store, clock, pki.caFingerprint);
     const scheme = opts.insecureHttp ? 'http' : 'https';
     const localHost = isWildcard(host) ? '127.0.0.1' : host;
-    const url = `${scheme}://${urlHost(localHost)}:${port}`;
-    const advertiseUrl = `${scheme}://${urlHost(advertise)}:${port}`;
     const ctx: ManagerContext = {
       store, identity, clock, log, membership, startedAt: t0,
       config: {
-        publicUrl: url, advertiseUrl, caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,
+        publicUrl: '', advertiseUrl: '', caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,
         bodyLimit: opts.bodyLimit ?? 1024 * 1024, rateLimit: opts.rateLimit ?? 1000, tokenTtlMs,
       },
     };
+    app = await buildApp(ctx, opts.insecureHttp ? undefined : { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.ca.certPem });
+    try {
+      await app.listen({ host, port });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'EADDRINUSE') throw new YunError('YUN_CONFIG_INVALID', `Port ${port} on ${host} is already in use by another program`, { hint: `Stop that program, or choose another port with --listen ${localHost}:PORT.` });
+      if (code === 'EADDRNOTAVAIL') throw new YunError('YUN_CONFIG_INVALID', `This machine has no address ${host} to listen on`, { hint: 'Use one of its addresses (ip -brief addr) or 0.0.0.0.' });
+      if (code === 'EACCES') throw new YunError('YUN_CONFIG_INVALID', `Not allowed to listen on port ${port}`, { hint: 'Use a port above 1023 or run as root.' });
+      throw e;
+    }
+    // Port 0 picks a free port; the URLs are known only now.
+    const actualPort = (app.server.address() as AddressInfo).port;
+    const url = `${scheme}://${urlHost(localHost)}:${actualPort}`;
+    const advertiseUrl = `${scheme}://${urlHost(advertise)}:${actualPort}`;
+    ctx.config.publicUrl = url;
+    ctx.config.advertiseUrl = advertiseUrl;
+
     const { envPath } = await bootstrap(store, identity, { dataDir: realDir, url, caPath: pki.caPath });
     await membership.joinToken('worker');
     await membership.joinToken('manager');
@@ -130,21 +132,10 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
       role: 'manager',
       resources: { cpus: cpus().length, memory_bytes: totalmem() },
       drivers: {},
-      version: VERSION,
+      agent_version: VERSION,
       platform: { os: process.platform, arch: process.arch, kernel: release() },
     });
     timers.push(setInterval(() => membership.heartbeat(nodeId), 2000).unref());
-
-    app = await buildApp(ctx, opts.insecureHttp ? undefined : { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.ca.certPem });
-    try {
-      await app.listen({ host, port });
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === 'EADDRINUSE') throw new YunError('YUN_CONFIG_INVALID', `Port ${port} on ${host} is already in use by another program`, { hint: `Stop that program, or choose another port with --listen ${localHost}:PORT.` });
-      if (code === 'EADDRNOTAVAIL') throw new YunError('YUN_CONFIG_INVALID', `This machine has no address ${host} to listen on`, { hint: 'Use one of its addresses (ip -brief addr) or 0.0.0.0.' });
-      if (code === 'EACCES') throw new YunError('YUN_CONFIG_INVALID', `Not allowed to listen on port ${port}`, { hint: 'Use a port above 1023 or run as root.' });
-      throw e;
-    }
     log.info({ url, data_dir: realDir, node_id: nodeId, ms: Date.now() - t0 }, 'manager ready');
 
     const s = store;

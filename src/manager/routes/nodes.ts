@@ -39,8 +39,8 @@ const noQuery = { type: 'object', additionalProperties: false, properties: {} } 
 export function nodeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   const view = (o: StoredObject): Record<string, unknown> => {
     const d = o.data as unknown as NodeData;
-    const { project_id: _p, ...rest } = toApi(o, { last_heartbeat: ctx.membership.lastHeartbeat(o.id) ?? d.last_heartbeat, agent_version: d.version });
-    return { ...rest, version: o.version };
+    const { project_id: _p, ...rest } = toApi(o, { last_heartbeat: ctx.membership.lastHeartbeat(o.id) ?? d.last_heartbeat });
+    return rest;
   };
   const find = async (ref: string) => (await ctx.store.get('node', ref)) ?? (await ctx.store.getByName('node', GLOBAL, ref));
 

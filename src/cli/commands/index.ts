@@ -1,0 +1,49 @@
+import type { CommandSpec } from '../command.js';
+import up from './up.js';
+import version from './version.js';
+import status from './status.js';
+import login from './login.js';
+import logout from './logout.js';
+import tokenIssue from './token-issue.js';
+import tokenRevoke from './token-revoke.js';
+import projectLs from './project-ls.js';
+import projectCreate from './project-create.js';
+import projectShow from './project-show.js';
+import projectRm from './project-rm.js';
+import userLs from './user-ls.js';
+import userCreate from './user-create.js';
+import userShow from './user-show.js';
+import userRm from './user-rm.js';
+import roleAdd from './role-add.js';
+import roleRm from './role-rm.js';
+import roleLs from './role-ls.js';
+import quotaShow from './quota-show.js';
+import quotaSet from './quota-set.js';
+import auditLs from './audit-ls.js';
+import nodeLs from './node-ls.js';
+import nodeInspect from './node-inspect.js';
+import nodeUpdate from './node-update.js';
+import nodeRm from './node-rm.js';
+import joinToken from './join-token.js';
+
+/** Every command, in the order `yun --help` lists them. */
+export const commands: CommandSpec<any>[] = [
+  up, version, status, login, logout, tokenIssue, tokenRevoke,
+  projectLs, projectCreate, projectShow, projectRm,
+  userLs, userCreate, userShow, userRm,
+  roleAdd, roleRm, roleLs,
+  quotaShow, quotaSet,
+  auditLs,
+  nodeLs, nodeInspect, nodeUpdate, nodeRm, joinToken,
+];
+
+/** One-line descriptions of command groups. */
+export const groups: Record<string, string> = {
+  token: 'Issue and revoke tokens.',
+  project: 'Manage projects (tenants).',
+  user: 'Manage users.',
+  role: 'Grant and take away roles on projects.',
+  quota: 'Show and set project quotas.',
+  audit: 'Read the audit log.',
+  node: 'Manage the cluster\'s nodes.',
+};
