@@ -126,6 +126,37 @@ export class ApiClient {
     }
   }
 
+  /** GET a streaming NDJSON response, calling `onLine` for each line as it arrives. */
+  async stream(path: string, query: RequestOptions['query'], onLine: (line: string) => void): Promise<void> {
+    const token = await this.ensureToken();
+    const u = new URL(path, `${this.settings.url}/`);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
+    let res;
+    try {
+      res = await fetch(u, { headers: { 'x-auth-token': token, accept: 'application/x-ndjson' }, dispatcher: this.dispatcher });
+    } catch (e) {
+      throw connectionError(e, this.settings);
+    }
+    if (res.status >= 400) {
+      const text = await res.text();
+      let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
+      try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
+      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
+    }
+    let buf = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line) onLine(line);
+      }
+    }
+    if (buf) onLine(buf);
+  }
+
   async get<T = Record<string, unknown>>(path: string, query?: RequestOptions['query']): Promise<T> {
     return (await this.request<T>('GET', path, { query })).body;
   }

@@ -33,6 +33,7 @@ export const catalogue = {
   YUN_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed', hint: 'See /v1/openapi.json for the methods this route accepts.' },
   YUN_NAME_CONFLICT: { status: 409, title: 'Name already in use', hint: 'Choose another name, or remove the existing object first.' },
   YUN_VERSION_CONFLICT: { status: 409, title: 'Version conflict', hint: 'The object changed since you read it: read it again, re-apply your change, and send the new version.' },
+  YUN_PORT_IN_USE: { status: 409, title: 'Port already published', hint: 'Publish another port, or remove the service that holds it.' },
   YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
   YUN_WATCH_EXPIRED: { status: 410, title: 'Revision no longer available', hint: 'List again and watch from the revision that list returned.' },
   YUN_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', hint: 'Send the body as Content-Type: application/json.' },

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
+import websocket from '@fastify/websocket';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { Registry, collectDefaultMetrics, Counter, Histogram } from 'prom-client';
@@ -162,6 +163,8 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
     errorResponseBuilder: (_req, c) =>
       new YunError('YUN_RATE_LIMITED', `More than ${c.max} requests in ${c.after}`, { headers: { 'retry-after': String(Math.ceil(c.ttl / 1000)) } }),
   });
+
+  await app.register(websocket, { options: { maxPayload: 16 * 1024 * 1024 } });
 
   // ---- authentication ------------------------------------------------------------------------
   app.addHook('onRequest', async (req) => {

@@ -3,6 +3,9 @@ import type { Store } from '../store/store.js';
 import type { Identity } from '../identity/identity.js';
 import type { Clock } from '../util/clock.js';
 import type { Membership } from './membership.js';
+import type { Dispatcher } from '../dispatcher/dispatcher.js';
+import type { Orchestrator } from '../orchestrator/orchestrator.js';
+import type { SchedulerRunner } from '../scheduler/runner.js';
 
 export interface ManagerConfig {
   /** The URL clients and agents use to reach this manager (for join commands, catalog). */
@@ -27,4 +30,9 @@ export interface ManagerContext {
   config: ManagerConfig;
   membership: Membership;
   startedAt: number;
+  /** The CA private key (PEM), to certify joining nodes. */
+  caKeyPem(): string;
+  dispatcher: Dispatcher;
+  orchestrator: Orchestrator;
+  scheduler: SchedulerRunner;
 }

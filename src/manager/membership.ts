@@ -99,7 +99,7 @@ export class Membership {
           ...info, labels: info.labels ?? {}, availability: 'active', status: 'ready', status_message: '',
           last_heartbeat: new Date(now).toISOString(),
         };
-        return await this.store.create({ kind: 'node', id, project_id: GLOBAL, name: await this.freeName(info.hostname, info.address), data: data as unknown as Record<string, unknown> });
+        return await this.store.create({ kind: 'node', id, project_id: GLOBAL, name: await this.freeNodeName(info.hostname, info.address), data: data as unknown as Record<string, unknown> });
       } catch (e) {
         if (e instanceof YunError && e.code === 'YUN_VERSION_CONFLICT' && attempt < 5) continue;
         throw e;
@@ -108,7 +108,7 @@ export class Membership {
   }
 
   /** Node names are unique: the hostname, or hostname-address when two nodes share a host. */
-  private async freeName(hostname: string, address: string): Promise<string> {
+  async freeNodeName(hostname: string, address: string): Promise<string> {
     if (!(await this.store.getByName('node', GLOBAL, hostname))) return hostname;
     const alt = `${hostname}-${address.replace(/[^A-Za-z0-9]/g, '-')}`;
     if (!(await this.store.getByName('node', GLOBAL, alt))) return alt;

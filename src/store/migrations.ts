@@ -73,4 +73,12 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX audit_user ON audit (user_id, id);
     `,
   },
+  {
+    version: 2,
+    name: 'task indexes by service and node',
+    sql: `
+      CREATE INDEX objects_task_service ON objects (kind, json_extract(data, '$."service_id"'));
+      CREATE INDEX objects_task_node ON objects (kind, json_extract(data, '$."node_id"'));
+    `,
+  },
 ];

@@ -58,6 +58,18 @@ export class SqliteStore implements Store {
   private listeners = new Set<(changes: Change[]) => void>();
   private clock: Clock;
   private writesSinceCompact = 0;
+  /** Prepared statements by SQL text: preparing once saves CPU and native memory. */
+  private statements = new Map<string, Database.Statement>();
+
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      if (this.statements.size > 500) this.statements.clear();
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
 
   constructor(path: string, opts: { clock?: Clock } = {}) {
     this.clock = opts.clock ?? systemClock;
@@ -85,7 +97,7 @@ export class SqliteStore implements Store {
   }
 
   private revisionSync(): number {
-    return Number((this.db.prepare(`SELECT value FROM meta WHERE key = 'revision'`).get() as { value: string }).value);
+    return Number((this.stmt(`SELECT value FROM meta WHERE key = 'revision'`).get() as { value: string }).value);
   }
 
   async revision(): Promise<number> {
@@ -93,12 +105,12 @@ export class SqliteStore implements Store {
   }
 
   async get(kind: string, id: string): Promise<StoredObject | undefined> {
-    const r = this.db.prepare(`SELECT * FROM objects WHERE id = ? AND kind = ?`).get(id, kind) as Row | undefined;
+    const r = this.stmt(`SELECT * FROM objects WHERE id = ? AND kind = ?`).get(id, kind) as Row | undefined;
     return r ? rowToObject(r) : undefined;
   }
 
   async getByName(kind: string, projectId: string, name: string): Promise<StoredObject | undefined> {
-    const r = this.db.prepare(`SELECT * FROM objects WHERE kind = ? AND project_id = ? AND name = ?`).get(kind, projectId, name) as Row | undefined;
+    const r = this.stmt(`SELECT * FROM objects WHERE kind = ? AND project_id = ? AND name = ?`).get(kind, projectId, name) as Row | undefined;
     return r ? rowToObject(r) : undefined;
   }
 
@@ -150,7 +162,7 @@ export class SqliteStore implements Store {
     let pageWhere = whereSql;
     const pageParams = [...params];
     if (q.marker !== undefined) {
-      const m = this.db.prepare(`SELECT ${sortExpr} AS k, id FROM objects WHERE id = ? AND ${whereSql}`).get(q.marker, ...params) as { k: unknown; id: string } | undefined;
+      const m = this.stmt(`SELECT ${sortExpr} AS k, id FROM objects WHERE id = ? AND ${whereSql}`).get(q.marker, ...params) as { k: unknown; id: string } | undefined;
       if (!m) {
         throw new YunError('YUN_BAD_MARKER', `The marker "${q.marker}" is not an object of this list (it may have been deleted, or belong to another project or filter)`);
       }
@@ -164,8 +176,8 @@ export class SqliteStore implements Store {
     }
     const order = sortKey === 'id' ? `id ${dir}` : `${sortExpr} ${dir}, id ${dir}`;
     const read = this.db.transaction(() => {
-      const rows = this.db.prepare(`SELECT * FROM objects WHERE ${pageWhere} ORDER BY ${order} LIMIT ?`).all(...pageParams, q.limit + 1) as Row[];
-      const count = q.withCount ? (this.db.prepare(`SELECT count(*) AS n FROM objects WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
+      const rows = this.stmt(`SELECT * FROM objects WHERE ${pageWhere} ORDER BY ${order} LIMIT ?`).all(...pageParams, q.limit + 1) as Row[];
+      const count = q.withCount ? (this.stmt(`SELECT count(*) AS n FROM objects WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
       return { rows, count, revision: this.revisionSync() };
     });
     const { rows, count, revision } = read();
@@ -176,10 +188,17 @@ export class SqliteStore implements Store {
 
   async usage(kind: string, projectId: string, sums: string[] = []): Promise<{ count: number; sums: Record<string, number> }> {
     const cols = sums.map((s, i) => `IFNULL(SUM(${fieldExpr(s)}), 0) AS s${i}`);
-    const r = this.db.prepare(`SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM objects WHERE kind = ? AND project_id = ?`).get(kind, projectId) as Record<string, number>;
+    const r = this.stmt(`SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM objects WHERE kind = ? AND project_id = ?`).get(kind, projectId) as Record<string, number>;
     const out: Record<string, number> = {};
     sums.forEach((s, i) => { out[s] = Number(r[`s${i}`] ?? 0); });
     return { count: r.n!, sums: out };
+  }
+
+  async countBy(kind: string, groupField: string, filters: Filter[], projects?: string[]): Promise<Map<string, number>> {
+    const { sql, params } = this.whereFor(kind, { projects, filters });
+    const e = fieldExpr(groupField);
+    const rows = this.stmt(`SELECT ${e} AS k, count(*) AS n FROM objects WHERE ${sql} GROUP BY k`).all(...params) as { k: string; n: number }[];
+    return new Map(rows.map((r) => [String(r.k), r.n]));
   }
 
   private applyOps = (ops: Op[]): { objects: StoredObject[]; changes: Change[] } => {
@@ -195,7 +214,7 @@ export class SqliteStore implements Store {
           version: 1, created_at: now, updated_at: now, revision: rev, data: op.data,
         };
         try {
-          this.db.prepare(`INSERT INTO objects (id, kind, project_id, name, version, created_at, updated_at, revision, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          this.stmt(`INSERT INTO objects (id, kind, project_id, name, version, created_at, updated_at, revision, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
             .run(obj.id, obj.kind, obj.project_id, obj.name, obj.version, obj.created_at, obj.updated_at, obj.revision, JSON.stringify(obj.data));
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
@@ -206,7 +225,7 @@ export class SqliteStore implements Store {
         objects.push(obj);
         changes.push({ revision: rev, type: 'create', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
       } else {
-        const r = this.db.prepare(`SELECT * FROM objects WHERE id = ? AND kind = ?`).get(op.id, op.kind) as Row | undefined;
+        const r = this.stmt(`SELECT * FROM objects WHERE id = ? AND kind = ?`).get(op.id, op.kind) as Row | undefined;
         if (!r) throw new YunError('YUN_NOT_FOUND', `No ${op.kind} "${op.id}" exists`, { extra: { kind: op.kind } });
         if (op.version !== undefined && op.version !== r.version) {
           throw new YunError('YUN_VERSION_CONFLICT', `The ${op.kind} "${r.name}" is at version ${r.version}, but the request was based on version ${op.version}`, { extra: { kind: op.kind, current_version: r.version } });
@@ -215,7 +234,7 @@ export class SqliteStore implements Store {
         if (op.op === 'update') {
           const obj: StoredObject = { ...before, name: op.name ?? before.name, version: before.version + 1, updated_at: now, revision: rev, data: op.data };
           try {
-            this.db.prepare(`UPDATE objects SET name = ?, version = ?, updated_at = ?, revision = ?, data = ? WHERE id = ?`)
+            this.stmt(`UPDATE objects SET name = ?, version = ?, updated_at = ?, revision = ?, data = ? WHERE id = ?`)
               .run(obj.name, obj.version, obj.updated_at, obj.revision, JSON.stringify(obj.data), obj.id);
           } catch (e) {
             if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
@@ -226,16 +245,16 @@ export class SqliteStore implements Store {
           objects.push(obj);
           changes.push({ revision: rev, type: 'update', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
         } else {
-          this.db.prepare(`DELETE FROM objects WHERE id = ?`).run(op.id);
+          this.stmt(`DELETE FROM objects WHERE id = ?`).run(op.id);
           const obj = { ...before, revision: rev };
           objects.push(obj);
           changes.push({ revision: rev, type: 'delete', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
         }
       }
     }
-    const ins = this.db.prepare(`INSERT INTO changes (revision, type, kind, id, project_id, object, at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+    const ins = this.stmt(`INSERT INTO changes (revision, type, kind, id, project_id, object, at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
     for (const c of changes) ins.run(c.revision, c.type, c.kind, c.id, c.project_id, JSON.stringify(c.object), c.at);
-    this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'revision'`).run(String(rev));
+    this.stmt(`UPDATE meta SET value = ? WHERE key = 'revision'`).run(String(rev));
     return { objects, changes };
   };
 
@@ -269,17 +288,17 @@ export class SqliteStore implements Store {
     const keepFrom = rev - CHANGE_RETENTION;
     if (keepFrom <= 0) return;
     this.db.transaction(() => {
-      this.db.prepare(`DELETE FROM changes WHERE revision <= ?`).run(keepFrom);
-      this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'compacted'`).run(String(keepFrom));
+      this.stmt(`DELETE FROM changes WHERE revision <= ?`).run(keepFrom);
+      this.stmt(`UPDATE meta SET value = ? WHERE key = 'compacted'`).run(String(keepFrom));
     })();
   }
 
   async changesSince(revision: number, limit = 1000): Promise<Change[]> {
-    const compacted = Number((this.db.prepare(`SELECT value FROM meta WHERE key = 'compacted'`).get() as { value: string }).value);
+    const compacted = Number((this.stmt(`SELECT value FROM meta WHERE key = 'compacted'`).get() as { value: string }).value);
     if (revision < compacted) {
       throw new YunError('YUN_WATCH_EXPIRED', `Revision ${revision} has been compacted away; the oldest revision kept is ${compacted + 1}`);
     }
-    const rows = this.db.prepare(`SELECT * FROM changes WHERE revision > ? ORDER BY revision LIMIT ?`).all(revision, limit) as (Omit<Change, 'object'> & { object: string })[];
+    const rows = this.stmt(`SELECT * FROM changes WHERE revision > ? ORDER BY revision LIMIT ?`).all(revision, limit) as (Omit<Change, 'object'> & { object: string })[];
     return rows.map((r) => ({ ...r, object: JSON.parse(r.object) as StoredObject }));
   }
 
@@ -307,24 +326,24 @@ export class SqliteStore implements Store {
   }
 
   async putSecret(key: string, value: string): Promise<void> {
-    this.db.prepare(`INSERT INTO secrets (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, value);
+    this.stmt(`INSERT INTO secrets (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, value);
   }
 
   async getSecret(key: string): Promise<string | undefined> {
-    return (this.db.prepare(`SELECT value FROM secrets WHERE key = ?`).get(key) as { value: string } | undefined)?.value;
+    return (this.stmt(`SELECT value FROM secrets WHERE key = ?`).get(key) as { value: string } | undefined)?.value;
   }
 
   async deleteSecret(key: string): Promise<void> {
-    this.db.prepare(`DELETE FROM secrets WHERE key = ?`).run(key);
+    this.stmt(`DELETE FROM secrets WHERE key = ?`).run(key);
   }
 
   async putToken(t: TokenRecord): Promise<void> {
-    this.db.prepare(`INSERT INTO tokens (hash, token_id, user_id, project_id, roles, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+    this.stmt(`INSERT INTO tokens (hash, token_id, user_id, project_id, roles, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
       .run(t.hash, t.token_id, t.user_id, t.project_id, JSON.stringify(t.roles), t.issued_at, t.expires_at);
   }
 
   async getToken(hash: string): Promise<TokenRecord | undefined> {
-    const r = this.db.prepare(`SELECT * FROM tokens WHERE hash = ?`).get(hash) as (Omit<TokenRecord, 'roles'> & { roles: string }) | undefined;
+    const r = this.stmt(`SELECT * FROM tokens WHERE hash = ?`).get(hash) as (Omit<TokenRecord, 'roles'> & { roles: string }) | undefined;
     return r ? { ...r, roles: JSON.parse(r.roles) as string[] } : undefined;
   }
 
@@ -332,20 +351,20 @@ export class SqliteStore implements Store {
     const keys = Object.entries(where).filter(([, v]) => v !== undefined);
     if (keys.length === 0) return 0;
     const sql = `DELETE FROM tokens WHERE ${keys.map(([k]) => `${k} = ?`).join(' AND ')}`;
-    return this.db.prepare(sql).run(...keys.map(([, v]) => v)).changes;
+    return this.stmt(sql).run(...keys.map(([, v]) => v)).changes;
   }
 
   async listTokens(userId: string): Promise<TokenRecord[]> {
-    const rows = this.db.prepare(`SELECT * FROM tokens WHERE user_id = ? ORDER BY issued_at`).all(userId) as (Omit<TokenRecord, 'roles'> & { roles: string })[];
+    const rows = this.stmt(`SELECT * FROM tokens WHERE user_id = ? ORDER BY issued_at`).all(userId) as (Omit<TokenRecord, 'roles'> & { roles: string })[];
     return rows.map((r) => ({ ...r, roles: JSON.parse(r.roles) as string[] }));
   }
 
   async pruneTokens(nowIso: string): Promise<number> {
-    return this.db.prepare(`DELETE FROM tokens WHERE expires_at <= ?`).run(nowIso).changes;
+    return this.stmt(`DELETE FROM tokens WHERE expires_at <= ?`).run(nowIso).changes;
   }
 
   async appendAudit(e: Omit<AuditEntry, 'id'>): Promise<void> {
-    this.db.prepare(`INSERT INTO audit (at, request_id, user_id, user_name, project_id, method, path, action, target_id, status, result, error_code, remote_addr)
+    this.stmt(`INSERT INTO audit (at, request_id, user_id, user_name, project_id, method, path, action, target_id, status, result, error_code, remote_addr)
       VALUES (@at, @request_id, @user_id, @user_name, @project_id, @method, @path, @action, @target_id, @status, @result, @error_code, @remote_addr)`).run(e);
   }
 
@@ -358,10 +377,10 @@ export class SqliteStore implements Store {
     if (q.result) { where.push('result = ?'); params.push(q.result); }
     const base = where.join(' AND ');
     const page = q.marker !== undefined ? `${base} AND id < ?` : base;
-    const rows = this.db.prepare(`SELECT * FROM audit WHERE ${page} ORDER BY id DESC LIMIT ?`).all(...params, ...(q.marker !== undefined ? [q.marker] : []), q.limit + 1) as AuditEntry[];
+    const rows = this.stmt(`SELECT * FROM audit WHERE ${page} ORDER BY id DESC LIMIT ?`).all(...params, ...(q.marker !== undefined ? [q.marker] : []), q.limit + 1) as AuditEntry[];
     const more = rows.length > q.limit;
     const items = rows.slice(0, q.limit);
-    const count = q.withCount ? (this.db.prepare(`SELECT count(*) AS n FROM audit WHERE ${base}`).get(...params) as { n: number }).n : undefined;
+    const count = q.withCount ? (this.stmt(`SELECT count(*) AS n FROM audit WHERE ${base}`).get(...params) as { n: number }).n : undefined;
     return { items, nextMarker: more ? items[items.length - 1]!.id : undefined, count };
   }
 

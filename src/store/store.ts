@@ -102,6 +102,8 @@ export interface Store {
   list(kind: string, query: ListQuery): Promise<ListResult<Record<string, unknown>>>;
   /** Count objects of a kind in a project, optionally summing numeric data paths. */
   usage(kind: string, projectId: string, sums?: string[]): Promise<{ count: number; sums: Record<string, number> }>;
+  /** Count objects of a kind matching filters, grouped by a field. */
+  countBy(kind: string, groupField: string, filters: Filter[], projects?: string[]): Promise<Map<string, number>>;
   /** Apply operations atomically; each precondition (version, unique name) is checked. */
   batch(ops: Op[]): Promise<StoredObject[]>;
   create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject>;

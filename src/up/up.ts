@@ -1,5 +1,5 @@
 import { mkdirSync, realpathSync } from 'node:fs';
-import { hostname, networkInterfaces, cpus, totalmem, release } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isIP, type AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -18,6 +18,14 @@ import { acquireLock } from './lock.js';
 import { ensurePki } from './pki-files.js';
 import { loadOrCreateNodeId } from './node-id.js';
 import { DEFAULT_PORT, parseListen } from './options.js';
+import { Dispatcher, DEFAULT_DISPATCHER, type DispatcherOptions } from '../dispatcher/dispatcher.js';
+import { Orchestrator } from '../orchestrator/orchestrator.js';
+import { SchedulerRunner } from '../scheduler/runner.js';
+import { Agent } from '../agent/agent.js';
+import { describeNode } from '../agent/describe.js';
+import { channelPair, type AgentMessage, type ManagerMessage } from '../dispatcher/protocol.js';
+import { allDrivers } from '../drivers/index.js';
+import type { Driver } from '../drivers/driver.js';
 
 export { DEFAULT_PORT, defaultDataDir, parseListen } from './options.js';
 
@@ -33,6 +41,11 @@ export interface UpOptions {
   rateLimit?: number;
   tokenTtlMs?: number;
   bodyLimit?: number;
+  dispatcher?: DispatcherOptions;
+  /** Drivers for the local agent (default: all this build has). */
+  drivers?: Driver[];
+  /** Resources the local node reports (default: the machine's). */
+  resources?: { cpus?: number; memoryBytes?: number };
 }
 
 export interface Cloud {
@@ -44,7 +57,9 @@ export interface Cloud {
   ctx: ManagerContext;
   app: FastifyInstance;
   log: Logger;
-  close(): Promise<void>;
+  agent: Agent;
+  /** Stop the cloud. Tasks keep running (a restart reattaches) unless `stopTasks`. */
+  close(opts?: { stopTasks?: boolean }): Promise<void>;
 }
 
 
@@ -97,8 +112,12 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const membership = new Membership(store, clock, pki.caFingerprint);
     const scheme = opts.insecureHttp ? 'http' : 'https';
     const localHost = isWildcard(host) ? '127.0.0.1' : host;
+    const dispatcher = new Dispatcher(store, membership, clock, log.child({ component: 'dispatcher' }), opts.dispatcher ?? DEFAULT_DISPATCHER, VERSION);
+    const orchestrator = new Orchestrator(store, clock, log.child({ component: 'orchestrator' }));
+    const scheduler = new SchedulerRunner(store, clock, log.child({ component: 'scheduler' }));
     const ctx: ManagerContext = {
-      store, identity, clock, log, membership, startedAt: t0,
+      store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler,
+      caKeyPem: () => pki.ca.keyPem,
       config: {
         publicUrl: '', advertiseUrl: '', caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,
         bodyLimit: opts.bodyLimit ?? 1024 * 1024, rateLimit: opts.rateLimit ?? 1000, tokenTtlMs,
@@ -126,27 +145,42 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     await membership.joinToken('manager');
     const nodeId = loadOrCreateNodeId(realDir);
     membership.localNodeId = nodeId;
-    await membership.register(nodeId, {
-      hostname: hostname(),
-      address: advertise,
-      role: 'manager',
-      resources: { cpus: cpus().length, memory_bytes: totalmem() },
-      drivers: {},
-      agent_version: VERSION,
-      platform: { os: process.platform, arch: process.arch, kernel: release() },
-    });
-    timers.push(setInterval(() => membership.heartbeat(nodeId), 2000).unref());
+    const drivers = opts.drivers ?? allDrivers();
+    const description = () => describeNode(advertise, drivers, opts.resources);
+    await membership.register(nodeId, { ...(await description()), role: 'manager' });
+    await dispatcher.start();
+    await scheduler.start();
+    await orchestrator.start();
+    // The local agent talks to this manager in-process (same protocol as remote agents).
+    const agent = new Agent({
+      dataDir: join(realDir, 'agent'),
+      nodeId,
+      description,
+      drivers,
+      log: log.child({ component: 'agent' }),
+      connect: async () => {
+        const [agentEnd, managerEnd] = channelPair<AgentMessage, ManagerMessage>();
+        dispatcher.attach(nodeId, 'manager', managerEnd);
+        return agentEnd;
+      },
+    }, advertise);
+    await agent.start();
+    await Promise.race([agent.connected, new Promise((r) => setTimeout(r, 2000))]);
     log.info({ url, data_dir: realDir, node_id: nodeId, ms: Date.now() - t0 }, 'manager ready');
 
     const s = store;
     const a = app;
     let closed = false;
     return {
-      url, advertiseUrl, dataDir: realDir, envPath, nodeId, ctx, app, log,
-      async close() {
+      url, advertiseUrl, dataDir: realDir, envPath, nodeId, ctx, app, log, agent,
+      async close(closeOpts: { stopTasks?: boolean } = {}) {
         if (closed) return;
         closed = true;
         for (const t of timers) clearInterval(t);
+        await agent.stop({ stopTasks: closeOpts.stopTasks });
+        orchestrator.stop();
+        scheduler.stop();
+        dispatcher.stop();
         await a.close();
         await s.close();
         lock.release();

@@ -25,6 +25,20 @@ import nodeInspect from './node-inspect.js';
 import nodeUpdate from './node-update.js';
 import nodeRm from './node-rm.js';
 import joinToken from './join-token.js';
+import agent from './agent.js';
+import serviceCreate from './service-create.js';
+import serviceLs from './service-ls.js';
+import servicePs from './service-ps.js';
+import serviceInspect from './service-inspect.js';
+import serviceScale from './service-scale.js';
+import serviceUpdate from './service-update.js';
+import serviceRollback from './service-rollback.js';
+import serviceRm from './service-rm.js';
+import serviceLogs from './service-logs.js';
+import nodePs from './node-ps.js';
+import taskLogs from './task-logs.js';
+import taskExec from './task-exec.js';
+import taskInspect from './task-inspect.js';
 
 /** Every command, in the order `yun --help` lists them. */
 export const commands: CommandSpec<any>[] = [
@@ -34,7 +48,9 @@ export const commands: CommandSpec<any>[] = [
   roleAdd, roleRm, roleLs,
   quotaShow, quotaSet,
   auditLs,
-  nodeLs, nodeInspect, nodeUpdate, nodeRm, joinToken,
+  nodeLs, nodeInspect, nodeUpdate, nodeRm, nodePs, joinToken, agent,
+  serviceCreate, serviceLs, servicePs, serviceInspect, serviceScale, serviceUpdate, serviceRollback, serviceRm, serviceLogs,
+  taskInspect, taskLogs, taskExec,
 ];
 
 /** One-line descriptions of command groups. */
@@ -46,4 +62,6 @@ export const groups: Record<string, string> = {
   quota: 'Show and set project quotas.',
   audit: 'Read the audit log.',
   node: 'Manage the cluster\'s nodes.',
+  service: 'Manage services (swarm mode).',
+  task: 'Inspect tasks, read their logs, run commands in them.',
 };

@@ -7,6 +7,9 @@ import { projectRoutes } from './projects.js';
 import { auditRoutes } from './audit.js';
 import { nodeRoutes } from './nodes.js';
 import { clusterRoutes } from './cluster.js';
+import { agentRoutes } from './agent.js';
+import { serviceRoutes } from './services.js';
+import { taskRoutes } from './tasks.js';
 
 export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, _known: unknown): Promise<void> {
   systemRoutes(app, ctx);
@@ -16,4 +19,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, 
   auditRoutes(app, ctx);
   nodeRoutes(app, ctx);
   clusterRoutes(app, ctx);
+  serviceRoutes(app, ctx);
+  taskRoutes(app, ctx);
+  agentRoutes(app, ctx, { attach: (id, role, ch) => ctx.dispatcher.attach(id, role, ch) });
 }

@@ -1,0 +1,223 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Driver } from '../drivers/driver.js';
+import type { AgentMessage, Channel, LogLine, ManagerMessage, NodeDescription } from '../dispatcher/protocol.js';
+import { isTerminal, type TaskData, type TaskStatus } from '../services/task.js';
+import { TaskStore, type TaskRecord } from './persist.js';
+import { PortAllocator } from './ports.js';
+import { TaskRunner, type RunnerHost } from './task-runner.js';
+
+export interface AgentOptions {
+  dataDir: string;
+  nodeId: string;
+  description: () => Promise<NodeDescription>;
+  drivers: Driver[];
+  /** Open a session to the manager (mTLS WebSocket, or in-process). */
+  connect: () => Promise<Channel<AgentMessage, ManagerMessage>>;
+  log: Logger;
+  /** Reconnect backoff: first delay and cap. */
+  backoffMs?: { initial: number; max: number };
+}
+
+/**
+ * The agent: one session with the manager (assignments down, status up), a runner per task, and
+ * reattachment to tasks that kept running while the agent was away. Tasks keep running when the
+ * manager is unreachable; their status is reported once the session is back.
+ */
+export class Agent {
+  private runners = new Map<string, TaskRunner>();
+  private channel?: Channel<AgentMessage, ManagerMessage>;
+  private heartbeat?: NodeJS.Timeout;
+  private flushTimer?: NodeJS.Timeout;
+  private pending = new Map<string, TaskStatus>();
+  private stopped = false;
+  private backoff: number;
+  private readonly store: TaskStore;
+  private readonly host: RunnerHost;
+  private connectedOnce?: () => void;
+  readonly connected: Promise<void>;
+  private logFollows = new Map<string, (() => void)[]>();
+  private welcomed = false;
+
+  constructor(private opts: AgentOptions, address: string) {
+    this.store = new TaskStore(join(opts.dataDir, 'tasks'));
+    this.backoff = opts.backoffMs?.initial ?? 250;
+    this.connected = new Promise((r) => { this.connectedOnce = r; });
+    const drivers = new Map(opts.drivers.map((d) => [d.name, d]));
+    this.host = {
+      drivers,
+      store: this.store,
+      ports: new PortAllocator(),
+      log: opts.log,
+      cgroupParent: `yunstack/${opts.nodeId}`,
+      address,
+      report: (id, status) => this.queueStatus(id, status),
+      forget: (id) => { this.runners.delete(id); this.pending.delete(id); },
+    };
+  }
+
+  get tasks(): TaskRunner[] {
+    return [...this.runners.values()];
+  }
+
+  /** Reattach to tasks on disk, then keep a session open with the manager. */
+  async start(): Promise<void> {
+    for (const rec of this.store.loadAll()) {
+      const runner = new TaskRunner(this.host, rec);
+      this.runners.set(rec.id, runner);
+      await runner.reattach();
+      if (!rec.reported) this.pending.set(rec.id, rec.status);
+    }
+    void this.connectLoop();
+  }
+
+  async stop(opts: { stopTasks?: boolean } = {}): Promise<void> {
+    this.stopped = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.channel?.close('agent stopping');
+    for (const r of this.runners.values()) r.logs.stop();
+    if (opts.stopTasks) {
+      await Promise.all([...this.runners.values()].map(async (r) => {
+        r.update({ ...r.record.data, desired_state: 'shutdown', shutdown_reason: 'agent stopped' });
+        await r.settled();
+      }));
+    }
+  }
+
+  private async connectLoop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const ch = await this.opts.connect();
+        if (this.stopped) { ch.close('agent stopping'); return; }
+        await this.runSession(ch);
+        this.backoff = this.opts.backoffMs?.initial ?? 250;
+      } catch (e) {
+        this.opts.log.warn({ err: (e as Error).message, retry_ms: this.backoff }, 'cannot reach the manager; retrying');
+      }
+      if (this.stopped) return;
+      await new Promise((r) => setTimeout(r, this.backoff));
+      this.backoff = Math.min(this.backoff * 2, this.opts.backoffMs?.max ?? 5000);
+    }
+  }
+
+  private runSession(ch: Channel<AgentMessage, ManagerMessage>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.channel = ch;
+      this.welcomed = false;
+      ch.onClose((why) => {
+        if (this.heartbeat) clearInterval(this.heartbeat);
+        this.heartbeat = undefined;
+        if (this.channel === ch) this.channel = undefined;
+        if (!this.stopped) this.opts.log.warn({ why }, 'session with the manager closed');
+        for (const cancels of this.logFollows.values()) for (const c of cancels) c();
+        this.logFollows.clear();
+        resolve();
+      });
+      ch.onMessage((m) => this.onMessage(ch, m));
+      void this.opts.description().then((description) => {
+        const tasks = [...this.runners.values()].map((r) => ({ task_id: r.id, status: r.record.status }));
+        this.pending.clear(); // the hello carries every status as of now
+        ch.send({ type: 'hello', node_id: this.opts.nodeId, description, tasks });
+      });
+    });
+  }
+
+  private onMessage(ch: Channel<AgentMessage, ManagerMessage>, m: ManagerMessage): void {
+    switch (m.type) {
+      case 'welcome':
+        this.welcomed = true;
+        this.flush();
+        if (this.heartbeat) clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => ch.send({ type: 'heartbeat' }), m.heartbeat_ms);
+        this.heartbeat.unref();
+        this.connectedOnce?.();
+        return;
+      case 'assignments': {
+        const ids = new Set(m.tasks.map((t) => t.id));
+        for (const t of m.tasks) this.onTask(t.id, t.data);
+        for (const r of [...this.runners.values()]) if (!ids.has(r.id)) r.remove();
+        this.flush();
+        return;
+      }
+      case 'task':
+        this.onTask(m.id, m.data);
+        return;
+      case 'task_removed':
+        this.runners.get(m.id)?.remove();
+        return;
+      case 'logs_request':
+        this.serveLogs(ch, m.req_id, m.task_ids, m.tail, m.since, m.follow);
+        return;
+      case 'logs_cancel':
+        for (const c of this.logFollows.get(m.req_id) ?? []) c();
+        this.logFollows.delete(m.req_id);
+        return;
+      case 'exec_request': {
+        const r = this.runners.get(m.task_id);
+        if (!r) { ch.send({ type: 'exec_result', req_id: m.req_id, exit_code: -1, stdout: '', stderr: '', error: `task ${m.task_id} is not on this node` }); return; }
+        r.exec(m.command, m.timeout_ms).then(
+          (res) => ch.send({ type: 'exec_result', req_id: m.req_id, ...res }),
+          (e) => ch.send({ type: 'exec_result', req_id: m.req_id, exit_code: -1, stdout: '', stderr: '', error: (e as Error).message }),
+        );
+        return;
+      }
+      case 'error':
+        this.opts.log.error({ code: m.code, detail: m.detail }, 'the manager refused this agent');
+        return;
+    }
+  }
+
+  private onTask(id: string, data: TaskData): void {
+    let r = this.runners.get(id);
+    if (!r) {
+      if (isTerminal(data.status.state) && data.desired_state !== 'running') return; // history, nothing to run
+      const rec: TaskRecord = { id, data, driver: null, handle: null, status: data.status, reported: true };
+      r = new TaskRunner(this.host, rec);
+      this.runners.set(id, r);
+    }
+    r.update(data);
+  }
+
+  private queueStatus(id: string, status: TaskStatus): void {
+    this.pending.set(id, status);
+    if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 15);
+  }
+
+  /** Send queued status reports in one message; kept (and re-sent in the next hello) while offline. */
+  private flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const ch = this.channel;
+    if (!ch?.open || !this.welcomed || this.pending.size === 0) return;
+    const updates = [...this.pending.entries()].map(([task_id, status]) => ({ task_id, status }));
+    this.pending.clear();
+    ch.send({ type: 'status', updates });
+    for (const u of updates) {
+      const r = this.runners.get(u.task_id);
+      if (r) { r.record.reported = true; }
+    }
+  }
+
+  private serveLogs(ch: Channel<AgentMessage, ManagerMessage>, reqId: string, taskIds: string[], tail: number | null, since: string | null, follow: boolean): void {
+    const lines: LogLine[] = [];
+    for (const id of taskIds) {
+      const r = this.runners.get(id);
+      if (!r) continue;
+      r.logs.collect();
+      lines.push(...r.logs.read({ since, tail }));
+    }
+    lines.sort((a, b) => a.t.localeCompare(b.t));
+    for (let i = 0; i < lines.length; i += 500) ch.send({ type: 'logs_data', req_id: reqId, lines: lines.slice(i, i + 500) });
+    if (!follow) {
+      ch.send({ type: 'logs_end', req_id: reqId });
+      return;
+    }
+    const cancels: (() => void)[] = [];
+    for (const id of taskIds) {
+      const r = this.runners.get(id);
+      if (r) cancels.push(r.logs.subscribe((ls) => ch.send({ type: 'logs_data', req_id: reqId, lines: ls })));
+    }
+    this.logFollows.set(reqId, cancels);
+  }
+}

@@ -1,0 +1,281 @@
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { DriverError, type Driver, type ExitResult, type PortMapping, type TaskConfig, type TaskHandle } from '../drivers/driver.js';
+import { candidateDrivers } from '../scheduler/runner.js';
+import { isTerminal, stateRank, taskName, type TaskData, type TaskState, type TaskStatus } from '../services/task.js';
+import { HealthMonitor, probe } from './health.js';
+import { LogCollector } from './logs.js';
+import type { TaskRecord, TaskStore } from './persist.js';
+import type { PortAllocator } from './ports.js';
+
+export interface RunnerHost {
+  drivers: Map<string, Driver>;
+  store: TaskStore;
+  ports: PortAllocator;
+  log: Logger;
+  cgroupParent: string;
+  /** Address health checks and published ports use on this node. */
+  address: string;
+  report(taskId: string, status: TaskStatus): void;
+  forget(taskId: string): void;
+}
+
+/**
+ * One task on this node. It advances one step at a time (accepted → preparing → starting →
+ * running → an end state), each step's outcome reported; the driver handle is persisted so a
+ * restarted agent reattaches instead of starting the task again.
+ */
+export class TaskRunner {
+  private chain: Promise<void> = Promise.resolve();
+  private health?: HealthMonitor;
+  private stopRequested = false;
+  private waiting = false;
+  readonly logs: LogCollector;
+  private removed = false;
+
+  constructor(private host: RunnerHost, public record: TaskRecord) {
+    this.logs = new LogCollector(record.id, host.store.dir(record.id));
+  }
+
+  /** Resolves once every queued step has run. */
+  async settled(): Promise<void> {
+    let c: Promise<void>;
+    do {
+      c = this.chain;
+      await c;
+    } while (c !== this.chain);
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get driver(): Driver | undefined {
+    return this.record.driver ? this.host.drivers.get(this.record.driver) : undefined;
+  }
+
+  private enqueue(step: () => Promise<void>): void {
+    this.chain = this.chain.then(step).catch((e) => this.host.log.error({ err: e, task_id: this.id }, 'task step failed'));
+  }
+
+  private setStatus(state: TaskState, patch: Partial<TaskStatus> = {}): void {
+    const cur = this.record.status;
+    if (stateRank(state) < stateRank(cur.state)) return; // never backwards
+    this.record.status = { ...cur, ...patch, state, timestamp: new Date().toISOString() };
+    this.record.reported = false;
+    this.host.store.save(this.record);
+    this.host.report(this.id, this.record.status);
+  }
+
+  /** New desired state or spec from the manager. */
+  update(data: TaskData): void {
+    this.record.data = data;
+    this.host.store.save(this.record);
+    this.enqueue(() => this.advance());
+  }
+
+  /** The manager no longer knows this task: stop it and remove everything. */
+  remove(): void {
+    this.removed = true;
+    this.record.data = { ...this.record.data, desired_state: 'remove' };
+    this.enqueue(async () => {
+      await this.advance();
+      this.logs.stop();
+      this.host.store.remove(this.id);
+      this.host.forget(this.id);
+    });
+  }
+
+  private async advance(): Promise<void> {
+    const d = this.record.data;
+    const st = this.record.status.state;
+    if (d.desired_state !== 'running') {
+      if (isTerminal(st)) return;
+      if (this.record.handle) {
+        await this.stopTask(d.shutdown_reason ?? 'shutdown requested');
+      } else {
+        this.setStatus('shutdown', { message: d.shutdown_reason ?? 'shut down before it started' });
+      }
+      return;
+    }
+    if (stateRank(st) >= stateRank('running')) return;
+    if (stateRank(st) < stateRank('assigned')) return;
+    await this.startTask();
+  }
+
+  private async startTask(): Promise<void> {
+    const d = this.record.data;
+    this.setStatus('accepted', { message: 'accepted by the node' });
+    const candidates = candidateDrivers(d.spec);
+    const name = candidates.find((c) => this.host.drivers.has(c));
+    if (!name) {
+      this.setStatus('rejected', { message: 'no driver', error: `none of the drivers this task can use (${candidates.join(', ')}) is available on this node` });
+      return;
+    }
+    this.record.driver = name;
+    const driver = this.host.drivers.get(name)!;
+    this.setStatus('preparing', { message: `preparing (${name} driver)` });
+    let ports: PortMapping[];
+    try {
+      ports = await this.allocatePorts(d);
+    } catch (e) {
+      this.setStatus('rejected', { message: 'port allocation failed', error: (e as Error).message });
+      return;
+    }
+    const dir = this.host.store.dir(this.id);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const env: Record<string, string> = { ...d.spec.env };
+    if (ports[0]) env.PORT ??= String(ports[0].host_port);
+    for (const p of ports) env[`YUN_PORT_${p.target}`] = String(p.host_port);
+    env.YUN_TASK_ID = this.id;
+    env.YUN_TASK_NAME = taskName(d);
+    env.YUN_SERVICE_NAME = d.service_name;
+    if (d.slot !== null) env.YUN_TASK_SLOT = String(d.slot);
+    const config: TaskConfig = {
+      id: this.id, name: taskName(d), dir, command: d.spec.command, shell: d.spec.shell, env,
+      workdir: d.spec.workdir, user: d.spec.user, hostname: d.spec.hostname ?? taskName(d), image: d.spec.image,
+      mounts: d.spec.mounts, read_only: d.spec.read_only, limits: d.spec.resources.limits, ports,
+      cgroup_parent: this.host.cgroupParent,
+      labels: { 'yunstack.task.id': this.id, 'yunstack.service.id': d.service_id, 'yunstack.service.name': d.service_name },
+    };
+    if (this.record.data.desired_state !== 'running') return this.advance();
+    this.setStatus('starting', { message: 'starting', ports });
+    let handle: TaskHandle;
+    try {
+      handle = await driver.start(config);
+    } catch (e) {
+      this.releasePorts(ports);
+      const msg = e instanceof DriverError ? e.message : `starting the task failed: ${(e as Error).message}`;
+      this.setStatus('failed', { message: 'starting failed', error: msg, exit_code: null });
+      return;
+    }
+    this.record.handle = handle;
+    const st = await driver.inspect(handle).catch(() => ({ running: true, pid: undefined }));
+    this.setStatus('running', {
+      message: 'running', pid: st.pid ?? null, ports, started_at: new Date().toISOString(),
+      health: d.spec.health_check ? 'starting' : null,
+    });
+    this.logs.start();
+    this.watch(handle);
+    if (this.record.data.desired_state !== 'running') await this.advance();
+  }
+
+  /** Reattach to a task found on disk after an agent restart. */
+  async reattach(): Promise<void> {
+    const r = this.record;
+    const driver = this.driver;
+    if (!r.handle || !driver || isTerminal(r.status.state)) return;
+    const h = await driver.recover(r.handle).catch(() => undefined);
+    if (h) {
+      r.handle = h;
+      this.host.store.save(r);
+      for (const p of r.status.ports ?? []) this.host.ports.reserve(p.host_port);
+      this.host.log.info({ task_id: r.id, pid: r.status.pid }, 'reattached to running task');
+      if (stateRank(r.status.state) < stateRank('running')) this.setStatus('running', { message: 'running (reattached)', started_at: new Date().toISOString() });
+      this.logs.start();
+      this.watch(h);
+      return;
+    }
+    // Gone while the agent was away: report how it ended, if the driver knows.
+    const exit = await Promise.race([driver.wait(r.handle), new Promise<undefined>((res) => setTimeout(() => res(undefined), 2000))]).catch(() => undefined);
+    this.finish(exit ?? { exit_code: null, signal: null, oom_killed: false, finished_at: new Date().toISOString(), error: 'the task ended while its agent was not running, and how it ended is unknown' });
+  }
+
+  private watch(handle: TaskHandle): void {
+    const driver = this.driver!;
+    const d = this.record.data;
+    this.waiting = true;
+    if (d.spec.health_check) {
+      const check = d.spec.health_check;
+      this.health = new HealthMonitor(
+        check,
+        () => probe(check, this.record.status.ports ?? [], this.host.address, (cmd, timeoutMs) => driver.exec
+          ? driver.exec(handle, cmd, { timeoutMs })
+          : Promise.resolve({ exit_code: 1, stdout: '', stderr: `the ${driver.name} driver cannot run command health checks` })),
+        (h, detail) => {
+          this.setStatus(this.record.status.state, { health: h, message: h === 'unhealthy' ? detail : `running (${h})` });
+          if (h === 'unhealthy') {
+            this.enqueue(async () => {
+              await this.stopTask(detail, true);
+            });
+          }
+        },
+        Date.now(),
+      );
+      this.health.start();
+    }
+    void driver.wait(handle).then((exit) => {
+      this.waiting = false;
+      this.enqueue(async () => this.finish(exit));
+    }, (e) => {
+      this.waiting = false;
+      this.enqueue(async () => this.finish({ exit_code: null, signal: null, oom_killed: false, finished_at: new Date().toISOString(), error: `waiting for the task failed: ${(e as Error).message}` }));
+    });
+  }
+
+  private unhealthyReason?: string;
+
+  private async stopTask(reason: string, unhealthy = false): Promise<void> {
+    const driver = this.driver;
+    const handle = this.record.handle;
+    if (!driver || !handle || isTerminal(this.record.status.state)) return;
+    this.stopRequested = !unhealthy;
+    if (unhealthy) this.unhealthyReason = reason;
+    this.health?.stop();
+    const d = this.record.data;
+    await driver.stop(handle, d.spec.stop_grace_period_ms, d.spec.stop_signal);
+    if (!this.waiting) {
+      // Nobody is waiting (e.g. the wait already resolved): finish from inspect.
+      const st = await driver.inspect(handle).catch(() => undefined);
+      if (st && !st.running) this.finish(st.exit ?? { exit_code: null, signal: null, oom_killed: false, finished_at: new Date().toISOString(), error: null });
+    }
+  }
+
+  private finish(exit: ExitResult): void {
+    if (isTerminal(this.record.status.state)) return;
+    this.health?.stop();
+    this.logs.collect(true);
+    const patch: Partial<TaskStatus> = { exit_code: exit.exit_code, pid: null };
+    if (this.unhealthyReason) {
+      this.setStatus('failed', { ...patch, message: 'unhealthy', error: `${this.unhealthyReason}; the task was stopped`, health: 'unhealthy' });
+    } else if (this.stopRequested || this.record.data.desired_state !== 'running') {
+      this.setStatus('shutdown', { ...patch, message: this.record.data.shutdown_reason ?? 'shut down', error: null });
+    } else if (exit.exit_code === 0) {
+      this.setStatus('complete', { ...patch, message: 'finished', error: null });
+    } else {
+      this.setStatus('failed', { ...patch, message: exit.oom_killed ? 'OOMKilled' : 'task failed', error: exit.error ?? `exit code ${exit.exit_code}` });
+    }
+    this.releasePorts(this.record.status.ports ?? []);
+    const driver = this.driver;
+    const handle = this.record.handle;
+    if (driver && handle) void driver.destroy(handle).catch((e) => this.host.log.warn({ err: e, task_id: this.id }, 'destroy failed'));
+    if (this.removed) return;
+  }
+
+  private async allocatePorts(d: TaskData): Promise<PortMapping[]> {
+    const out: PortMapping[] = [];
+    for (const p of d.ports) {
+      if (p.mode === 'host' && p.published) {
+        this.host.ports.reserve(p.published);
+        out.push({ target: p.target, host_port: p.published, protocol: p.protocol, published: p.published, mode: 'host', ...(p.name ? { name: p.name } : {}) });
+      } else {
+        out.push({ target: p.target, host_port: await this.host.ports.dynamic(), protocol: p.protocol, ...(p.published ? { published: p.published } : {}), mode: p.mode, ...(p.name ? { name: p.name } : {}) });
+      }
+    }
+    return out;
+  }
+
+  private releasePorts(ports: PortMapping[]): void {
+    for (const p of ports) this.host.ports.release(p.host_port);
+  }
+
+  // ---- logs and exec -------------------------------------------------------------------------------
+
+  async exec(command: string[], timeoutMs: number): Promise<{ exit_code: number; stdout: string; stderr: string }> {
+    const driver = this.driver;
+    if (!driver?.exec || !this.record.handle || this.record.status.state !== 'running') {
+      throw new Error(`task ${taskName(this.record.data)} is not running (${this.record.status.state})`);
+    }
+    return driver.exec(this.record.handle, command, { timeoutMs });
+  }
+}

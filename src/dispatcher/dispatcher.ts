@@ -1,0 +1,258 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { YunError } from '../errors/errors.js';
+import type { Membership, NodeRole } from '../manager/membership.js';
+import type { Change, Op, Store } from '../store/store.js';
+import type { Clock } from '../util/clock.js';
+import { isTerminal, stateRank, type TaskData, type TaskStatus } from '../services/task.js';
+import type { AgentMessage, Channel, LogLine, ManagerMessage } from './protocol.js';
+
+export interface DispatcherOptions {
+  /** How often agents send a heartbeat. */
+  heartbeatMs: number;
+  /** A node is marked down when no heartbeat arrived for this long. */
+  downAfterMs: number;
+}
+
+/** Defaults: heartbeat every 1 s; down after 4 s of silence (so a dead agent is down within 6 s). */
+export const DEFAULT_DISPATCHER: DispatcherOptions = { heartbeatMs: 1000, downAfterMs: 4000 };
+
+interface Session {
+  nodeId: string;
+  role: NodeRole;
+  channel: Channel<ManagerMessage, AgentMessage>;
+  ready: boolean;
+}
+
+interface LogStream {
+  onLines(lines: LogLine[]): void;
+  onEnd(error?: string): void;
+  pending: Set<string>;
+}
+
+/**
+ * The manager's side of agent sessions: assignments down, task status up, heartbeats. Task status
+ * is applied only forward (observed state never goes backwards).
+ */
+export class Dispatcher {
+  private sessions = new Map<string, Session>();
+  private unwatch?: () => void;
+  private monitor?: NodeJS.Timeout;
+  private logStreams = new Map<string, LogStream>();
+  private execs = new Map<string, (r: { exit_code: number; stdout: string; stderr: string; error?: string }) => void>();
+  private readonly startedAt: number;
+
+  constructor(
+    private store: Store,
+    private membership: Membership,
+    private clock: Clock,
+    private log: Logger,
+    readonly opts: DispatcherOptions = DEFAULT_DISPATCHER,
+    private managerVersion = '0',
+  ) {
+    this.startedAt = clock.now();
+  }
+
+  async start(): Promise<void> {
+    const rev = await this.store.revision();
+    this.unwatch = await this.store.watch(rev, (cs) => this.onChanges(cs));
+    this.monitor = setInterval(() => void this.checkHeartbeats(), Math.max(100, Math.min(500, this.opts.downAfterMs / 4)));
+    this.monitor.unref();
+  }
+
+  stop(): void {
+    this.unwatch?.();
+    if (this.monitor) clearInterval(this.monitor);
+    for (const s of this.sessions.values()) s.channel.close('manager stopping');
+    this.sessions.clear();
+  }
+
+  connected(nodeId: string): boolean {
+    return this.sessions.get(nodeId)?.ready ?? false;
+  }
+
+  /** A new agent session (its identity already verified: mTLS or in-process). */
+  attach(nodeId: string, role: NodeRole, channel: Channel<ManagerMessage, AgentMessage>): void {
+    const old = this.sessions.get(nodeId);
+    if (old) old.channel.close('replaced by a new session');
+    const session: Session = { nodeId, role, channel, ready: false };
+    this.sessions.set(nodeId, session);
+    channel.onMessage((m) => {
+      void this.onMessage(session, m).catch((e) => this.log.error({ err: e, node_id: nodeId }, 'agent message failed'));
+    });
+    channel.onClose((why) => {
+      if (this.sessions.get(nodeId) === session) this.sessions.delete(nodeId);
+      this.log.info({ node_id: nodeId, why }, 'agent session closed');
+      for (const [id, s] of this.logStreams) if (s.pending.has(nodeId)) this.endLogs(id, nodeId, 'the node\'s agent disconnected');
+    });
+  }
+
+  private async onMessage(s: Session, m: AgentMessage): Promise<void> {
+    switch (m.type) {
+      case 'hello': {
+        if (m.node_id !== s.nodeId) {
+          s.channel.send({ type: 'error', code: 'YUN_FORBIDDEN', detail: `This session belongs to node ${s.nodeId}, not ${m.node_id}` });
+          s.channel.close('identity mismatch');
+          return;
+        }
+        const existing = await this.store.get('node', s.nodeId);
+        if (!existing) {
+          s.channel.send({ type: 'error', code: 'YUN_NODE_REMOVED', detail: `Node ${s.nodeId} was removed from the cluster; join it again with a join token` });
+          s.channel.close('node removed');
+          return;
+        }
+        await this.membership.register(s.nodeId, { ...m.description, role: (existing.data.role as NodeRole) ?? s.role });
+        s.channel.send({ type: 'welcome', heartbeat_ms: this.opts.heartbeatMs, node_id: s.nodeId, manager_version: this.managerVersion });
+        await this.applyStatus(s, m.tasks);
+        const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
+        s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
+        s.ready = true;
+        this.log.info({ node_id: s.nodeId, tasks: tasks.length }, 'agent session ready');
+        return;
+      }
+      case 'heartbeat':
+        this.membership.heartbeat(s.nodeId);
+        return;
+      case 'status':
+        this.membership.heartbeat(s.nodeId);
+        await this.applyStatus(s, m.updates);
+        return;
+      case 'logs_data':
+        this.logStreams.get(m.req_id)?.onLines(m.lines);
+        return;
+      case 'logs_end':
+        this.endLogs(m.req_id, s.nodeId, m.error);
+        return;
+      case 'exec_result': {
+        const r = this.execs.get(m.req_id);
+        this.execs.delete(m.req_id);
+        r?.(m);
+        return;
+      }
+    }
+  }
+
+  /** Apply task status reports, forward only; a task that no longer exists is removed on the agent. */
+  private async applyStatus(s: Session, updates: { task_id: string; status: TaskStatus }[]): Promise<void> {
+    if (updates.length === 0) return;
+    const latest = new Map<string, TaskStatus>();
+    for (const u of updates) latest.set(u.task_id, u.status);
+    for (let attempt = 0; attempt < 5 && latest.size > 0; attempt++) {
+      const ops: Op[] = [];
+      for (const [id, st] of latest) {
+        const t = await this.store.get('task', id);
+        if (!t || (t.data as TaskData).node_id !== s.nodeId) {
+          s.channel.send({ type: 'task_removed', id });
+          latest.delete(id);
+          continue;
+        }
+        const d = t.data as TaskData;
+        const forward = stateRank(st.state) > stateRank(d.status.state);
+        const same = stateRank(st.state) === stateRank(d.status.state);
+        if (!forward && !(same && (st.health !== d.status.health || st.message !== d.status.message || st.pid !== d.status.pid || JSON.stringify(st.ports) !== JSON.stringify(d.status.ports)))) {
+          latest.delete(id);
+          continue;
+        }
+        if (isTerminal(st.state) && d.desired_state === 'remove') {
+          ops.push({ op: 'delete', kind: 'task', id, version: t.version });
+        } else {
+          ops.push({ op: 'update', kind: 'task', id, version: t.version, data: { ...d, status: { ...d.status, ...st } } });
+        }
+      }
+      if (ops.length === 0) return;
+      try {
+        await this.store.batch(ops);
+        return;
+      } catch (e) {
+        if (!(e instanceof YunError && (e.code === 'YUN_VERSION_CONFLICT' || e.code === 'YUN_NOT_FOUND'))) throw e;
+        // Someone else wrote one of these tasks meanwhile: read again and retry.
+      }
+    }
+  }
+
+  private onChanges(changes: Change[]): void {
+    for (const c of changes) {
+      if (c.kind !== 'task') continue;
+      const d = c.object.data as TaskData;
+      if (!d.node_id) continue;
+      const s = this.sessions.get(d.node_id);
+      if (!s?.ready) continue;
+      if (c.type === 'delete') s.channel.send({ type: 'task_removed', id: c.id });
+      else s.channel.send({ type: 'task', id: c.id, data: d });
+    }
+  }
+
+  private async checkHeartbeats(): Promise<void> {
+    const now = this.clock.now();
+    const nodes = (await this.store.list('node', { limit: 100000, filters: [{ field: 'status', op: 'eq', value: 'ready' }] })).items;
+    for (const n of nodes) {
+      if (n.id === this.membership.localNodeId && this.sessions.has(n.id)) continue;
+      const hb = this.membership.lastHeartbeat(n.id);
+      const last = hb ? Date.parse(hb) : this.startedAt;
+      if (now - last > this.opts.downAfterMs) {
+        const secs = ((now - last) / 1000).toFixed(1);
+        this.log.warn({ node_id: n.id, node: n.name, silent_s: secs }, 'node down: heartbeats missed');
+        await this.membership.setStatus(n.id, 'down', `no heartbeat for ${secs}s (down after ${this.opts.downAfterMs / 1000}s)`).catch(() => undefined);
+      }
+    }
+  }
+
+  // ---- logs and exec through agents --------------------------------------------------------------
+
+  /** Ask the agents of `nodes` for the logs of `taskIds`; lines stream to `onLines` until every node ended. */
+  streamLogs(taskIdsByNode: Map<string, string[]>, opts: { tail: number | null; since: string | null; follow: boolean }, onLines: (l: LogLine[]) => void, onEnd: (errors: string[]) => void): () => void {
+    const reqId = randomUUID();
+    const errors: string[] = [];
+    const pending = new Set<string>();
+    const stream: LogStream = {
+      pending,
+      onLines,
+      onEnd: (err) => { if (err) errors.push(err); },
+    };
+    this.logStreams.set(reqId, stream);
+    for (const [nodeId, taskIds] of taskIdsByNode) {
+      const s = this.sessions.get(nodeId);
+      if (!s?.ready) {
+        errors.push(`node ${nodeId} is not connected: its logs cannot be read now`);
+        continue;
+      }
+      pending.add(nodeId);
+      s.channel.send({ type: 'logs_request', req_id: reqId, task_ids: taskIds, tail: opts.tail, since: opts.since, follow: opts.follow });
+    }
+    const finishIfDone = () => {
+      if (pending.size === 0 && this.logStreams.get(reqId) === stream) {
+        this.logStreams.delete(reqId);
+        onEnd(errors);
+      }
+    };
+    (stream as LogStream & { finish: () => void }).finish = finishIfDone;
+    queueMicrotask(finishIfDone);
+    return () => {
+      for (const nodeId of pending) this.sessions.get(nodeId)?.channel.send({ type: 'logs_cancel', req_id: reqId });
+      this.logStreams.delete(reqId);
+    };
+  }
+
+  private endLogs(reqId: string, nodeId: string, error?: string): void {
+    const s = this.logStreams.get(reqId) as (LogStream & { finish?: () => void }) | undefined;
+    if (!s) return;
+    if (error) s.onEnd(error);
+    s.pending.delete(nodeId);
+    s.finish?.();
+  }
+
+  /** Run a command inside a task on its node. */
+  async exec(nodeId: string, taskId: string, command: string[], timeoutMs: number): Promise<{ exit_code: number; stdout: string; stderr: string; error?: string }> {
+    const s = this.sessions.get(nodeId);
+    if (!s?.ready) throw new YunError('YUN_UNAVAILABLE', `The task's node ${nodeId} is not connected`, { hint: 'Check `yun node ls`; retry when it is ready.' });
+    const reqId = randomUUID();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.execs.delete(reqId);
+        resolve({ exit_code: -1, stdout: '', stderr: '', error: `no answer from the node within ${timeoutMs + 5000} ms` });
+      }, timeoutMs + 5000);
+      this.execs.set(reqId, (r) => { clearTimeout(timer); resolve(r); });
+      s.channel.send({ type: 'exec_request', req_id: reqId, task_id: taskId, command, timeout_ms: timeoutMs });
+    });
+  }
+}

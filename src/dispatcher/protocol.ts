@@ -1,0 +1,81 @@
+/**
+ * The agent session protocol: JSON messages over one channel per agent (a mutual-TLS WebSocket
+ * for remote agents; an in-memory pair for the agent inside `yun up`).
+ */
+import type { TaskData, TaskStatus } from '../services/task.js';
+
+export interface NodeDescription {
+  hostname: string;
+  address: string;
+  resources: { cpus: number; memory_bytes: number };
+  drivers: Record<string, { available: boolean; reason?: string; attributes?: Record<string, string> }>;
+  platform: { os: string; arch: string; kernel: string };
+  agent_version: string;
+}
+
+export type AgentMessage =
+  | { type: 'hello'; node_id: string; description: NodeDescription; tasks: { task_id: string; status: TaskStatus }[] }
+  | { type: 'heartbeat' }
+  | { type: 'status'; updates: { task_id: string; status: TaskStatus }[] }
+  | { type: 'logs_data'; req_id: string; lines: LogLine[] }
+  | { type: 'logs_end'; req_id: string; error?: string }
+  | { type: 'exec_result'; req_id: string; exit_code: number; stdout: string; stderr: string; error?: string };
+
+export type ManagerMessage =
+  | { type: 'welcome'; heartbeat_ms: number; node_id: string; manager_version: string }
+  | { type: 'assignments'; tasks: { id: string; data: TaskData }[] }
+  | { type: 'task'; id: string; data: TaskData }
+  | { type: 'task_removed'; id: string }
+  | { type: 'logs_request'; req_id: string; task_ids: string[]; tail: number | null; since: string | null; follow: boolean }
+  | { type: 'logs_cancel'; req_id: string }
+  | { type: 'exec_request'; req_id: string; task_id: string; command: string[]; timeout_ms: number }
+  | { type: 'error'; code: string; detail: string };
+
+export interface LogLine {
+  task_id: string;
+  /** RFC 3339 time the line was read. */
+  t: string;
+  /** stdout | stderr */
+  s: 'stdout' | 'stderr';
+  l: string;
+}
+
+/** A bidirectional message channel. */
+export interface Channel<Out, In> {
+  send(msg: Out): void;
+  onMessage(fn: (msg: In) => void): void;
+  onClose(fn: (why: string) => void): void;
+  close(why?: string): void;
+  readonly open: boolean;
+}
+
+/** Two connected in-memory channels (the agent inside `yun up` talks to its manager this way). */
+export function channelPair<A, B>(): [Channel<A, B>, Channel<B, A>] {
+  type End<O, I> = Channel<O, I> & { deliver(m: I): void; closed(why: string): void };
+  const make = <O, I>(): End<O, I> => {
+    const handlers: ((m: I) => void)[] = [];
+    const closers: ((why: string) => void)[] = [];
+    const end: End<O, I> = {
+      open: true,
+      send: () => undefined,
+      onMessage: (fn) => { handlers.push(fn); },
+      onClose: (fn) => { closers.push(fn); },
+      close: () => undefined,
+      deliver: (m) => { for (const h of handlers) h(m); },
+      closed: (why) => {
+        if (!end.open) return;
+        (end as { open: boolean }).open = false;
+        for (const c of closers) c(why);
+      },
+    };
+    return end;
+  };
+  const a = make<A, B>();
+  const b = make<B, A>();
+  // Deliver asynchronously, in order, with a structured clone: like a network, no shared objects.
+  a.send = (m) => { if (a.open) { const c = structuredClone(m); queueMicrotask(() => b.open && b.deliver(c)); } };
+  b.send = (m) => { if (b.open) { const c = structuredClone(m); queueMicrotask(() => a.open && a.deliver(c)); } };
+  a.close = (why = 'closed') => { a.closed(why); b.closed(why); };
+  b.close = (why = 'closed') => { a.closed(why); b.closed(why); };
+  return [a, b];
+}

@@ -1,0 +1,435 @@
+/**
+ * The driver conformance suite (DESIGN.md, convention 5): behaviour every driver must show. A driver's
+ * test file calls `runConformance(() => new MyDriver(), { name: 'my' })`; this registers node:test tests.
+ *
+ * The commands used are the ones any image with a POSIX userland (busybox included) has: `sh`,
+ * `sleep`, `true`, `kill`, `printf`. Image drivers pass `image`; the process driver runs them from the
+ * host and sets `hostFilesystem` so host temp dirs can serve as working directories.
+ *
+ * Tests that need root or cgroups skip with the reason, unless YUN_REQUIRE_ALL=1 (CI) makes that a
+ * failure. Every test stops and destroys what it started, even when it fails, and uses temp dirs.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DriverError, type Driver, type DriverFingerprint, type ExitResult, type TaskConfig, type TaskHandle } from './driver.js';
+
+export interface ConformanceOptions {
+  /** Shown in test names. */
+  name: string;
+  /** Image for image-based drivers (must provide sh, sleep, true, kill, printf). */
+  image?: string;
+  /** The driver only works as root: skip everything otherwise (a failure with YUN_REQUIRE_ALL=1). */
+  requireRoot?: boolean;
+  /** Tasks see the host file system (process driver): host temp dirs are used as working directories. */
+  hostFilesystem?: boolean;
+  /** Where cgroups are mounted (default /sys/fs/cgroup), for the cgroup clean-up checks. */
+  cgroupRoot?: string;
+  /**
+   * The cgroup directories a task of this driver uses, for the destroy test. Default: the convention
+   * `<root>/<controller>/<cgroup_parent>/<id>` (v1, for memory, cpu and pids) or `<root>/<cgroup_parent>/<id>` (v2).
+   */
+  cgroupDirs?: (handle: TaskHandle, config: TaskConfig, fingerprint: DriverFingerprint) => string[];
+  /** Extra fields for every TaskConfig (e.g. a user or labels a driver needs). */
+  baseConfig?: Partial<TaskConfig>;
+}
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Skip for a missing privilege or kernel feature, unless YUN_REQUIRE_ALL=1 makes that a failure. */
+export function requireOrSkip(t: { skip: (msg: string) => void }, ok: boolean, why: string): boolean {
+  if (ok) return true;
+  if (process.env.YUN_REQUIRE_ALL === '1') throw new Error(`required but unavailable (YUN_REQUIRE_ALL=1): ${why}`);
+  t.skip(why);
+  return false;
+}
+
+/** Poll `check` until it returns a truthy value or `ms` pass (then fail, saying what was awaited). */
+export async function until<T>(check: () => Promise<T> | T, ms: number, what: string, everyMs = 20): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** `p`, or a failure naming `what` after `ms`. */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function readLog(config: TaskConfig, stream: 'stdout' | 'stderr'): string {
+  try {
+    return readFileSync(join(config.dir, `${stream}.log`), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export function runConformance(makeDriver: () => Promise<Driver>, opts: ConformanceOptions): void {
+  const cgroupRoot = opts.cgroupRoot ?? '/sys/fs/cgroup';
+  const suffix = randomBytes(4).toString('hex');
+  const cgroupTop = 'yunstack-conformance';
+  const cgroupParent = `${cgroupTop}/${opts.name}-${suffix}`;
+
+  describe(`driver conformance: ${opts.name}`, () => {
+    let driver: Driver;
+    let fp: DriverFingerprint;
+    let root: string;
+    let n = 0;
+    const started: Array<{ driver: Driver; handle: TaskHandle }> = [];
+
+    const limitsEnforced = () => isRoot() && fp.available && (fp.attributes?.cgroups ?? 'none') !== 'none';
+    const noLimitsWhy = () => (isRoot() ? `the ${opts.name} driver runs without cgroups here (${fp.attributes?.cgroups_reason ?? 'cgroups: none'})` : 'needs root to create cgroups');
+
+    before(async () => {
+      driver = await makeDriver();
+      fp = await driver.fingerprint();
+      root = mkdtempSync(join(tmpdir(), `yun-conf-${opts.name}-`));
+    });
+
+    after(async () => {
+      for (const s of started) {
+        await s.driver.stop(s.handle, 0).catch(() => undefined);
+        await s.driver.destroy(s.handle).catch(() => undefined);
+      }
+      if (root) rmSync(root, { recursive: true, force: true });
+      // Parent cgroups made for this run (other suites may still use the top one: then it stays).
+      for (const base of [cgroupRoot, ...['memory', 'cpu', 'pids', 'cpuacct', 'cpu,cpuacct'].map((c) => join(cgroupRoot, c))]) {
+        for (const d of [join(base, cgroupParent), join(base, cgroupTop)]) {
+          try {
+            rmdirSync(d);
+          } catch {
+            /* absent or still in use */
+          }
+        }
+      }
+    });
+
+    /** A fresh TaskConfig with its own temp task dir. */
+    function config(over: Partial<TaskConfig> = {}): TaskConfig {
+      const id = `conf-${suffix}-${++n}`;
+      const dir = join(root, id);
+      mkdirSync(dir, { recursive: true });
+      return {
+        id,
+        name: `conformance.${n}`,
+        dir,
+        command: ['true'],
+        shell: false,
+        env: {},
+        mounts: [],
+        read_only: false,
+        limits: { cpu: 0, memory_bytes: 0, pids: 0 },
+        ports: [],
+        cgroup_parent: cgroupParent,
+        labels: {},
+        ...(opts.image ? { image: opts.image } : {}),
+        ...(opts.baseConfig ?? {}),
+        ...over,
+      };
+    }
+
+    /** Start a task, run `fn`, and always stop + destroy it. */
+    async function withTask<T>(cfg: TaskConfig, fn: (h: TaskHandle) => Promise<T>, d: Driver = driver): Promise<T> {
+      const handle = await d.start(cfg);
+      const entry = { driver: d, handle };
+      started.push(entry);
+      try {
+        return await fn(handle);
+      } finally {
+        await d.stop(handle, 0).catch(() => undefined);
+        await d.destroy(handle);
+        started.splice(started.indexOf(entry), 1);
+      }
+    }
+
+    const waitFor = (h: TaskHandle, ms = 10_000, d: Driver = driver) => within(d.wait(h), ms, 'wait()');
+
+    function assertExit(r: ExitResult, code: number, signal: string | null = null) {
+      assert.equal(r.exit_code, code, `exit code (result ${JSON.stringify(r)})`);
+      assert.equal(r.signal, signal, `signal (result ${JSON.stringify(r)})`);
+      assert.equal(r.oom_killed, false);
+      assert.ok(!Number.isNaN(Date.parse(r.finished_at)), `finished_at is a timestamp: ${r.finished_at}`);
+    }
+
+    function ready(cfg: TaskConfig, word = 'ready') {
+      return until(() => readLog(cfg, 'stdout').includes(word), 10_000, `"${word}" in ${cfg.dir}/stdout.log`);
+    }
+
+    it('fingerprint: available, with attributes', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      assert.equal(fp.available, true, `fingerprint: ${JSON.stringify(fp)}`);
+      assert.equal(typeof fp.attributes, 'object');
+      assert.equal(driver.name, opts.name);
+    });
+
+    it('start then wait: exit code 0, no error', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['true'] });
+      await withTask(cfg, async (h) => {
+        assert.equal(h.driver, opts.name);
+        assert.equal(h.task_id, cfg.id);
+        assert.ok(!Number.isNaN(Date.parse(h.started_at)));
+        JSON.parse(JSON.stringify(h)); // serialisable
+        const r = await waitFor(h);
+        assertExit(r, 0);
+        assert.equal(r.error, null);
+      });
+    });
+
+    it('a non-zero exit code is reported with a full error', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['sh', '-c', 'exit 3'] });
+      await withTask(cfg, async (h) => {
+        const r = await waitFor(h);
+        assertExit(r, 3);
+        assert.equal(r.error, 'exit code 3');
+      });
+    });
+
+    it('a task killed by a signal reports the signal', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['sh', '-c', 'kill -KILL $$'] });
+      await withTask(cfg, async (h) => {
+        const r = await waitFor(h);
+        assertExit(r, 137, 'SIGKILL');
+        assert.match(r.error ?? '', /SIGKILL/);
+      });
+    });
+
+    it('a missing command fails with a full, clear error', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const name = `yun-no-such-command-${suffix}`;
+      const cfg = config({ command: [name, 'arg'] });
+      let message: string | null = null;
+      try {
+        const h = await driver.start(cfg);
+        started.push({ driver, handle: h });
+        const r = await waitFor(h);
+        assert.notEqual(r.exit_code, 0);
+        message = r.error;
+      } catch (err) {
+        assert.ok(err instanceof DriverError, `start throws a DriverError (got ${String(err)})`);
+        message = err.message;
+      }
+      assert.ok(message, 'an error message');
+      assert.ok(message.includes(name), `the error names the command: ${message}`);
+      assert.match(message, /not found|no such file/i, `the error says why: ${message}`);
+    });
+
+    it('env and workdir are honoured', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const workdir = opts.hostFilesystem ? realpathSync(mkdtempSync(join(root, 'wd-'))) : '/tmp';
+      const cfg = config({
+        command: ['sh', '-c', 'printf "%s|%s|%s|%s\\n" "$YUN_A" "${YUN_EMPTY-unset}" "${YUN_NOT_SET-unset}" "$(pwd)"'],
+        env: { YUN_A: 'hello world $HOME', YUN_EMPTY: '' },
+        workdir,
+      });
+      await withTask(cfg, async (h) => {
+        assertExit(await waitFor(h), 0);
+        assert.equal(readLog(cfg, 'stdout'), `hello world $HOME||unset|${workdir}\n`);
+      });
+    });
+
+    it('stdout and stderr go to stdout.log and stderr.log; argv is passed without a shell', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['sh', '-c', 'echo to-out; echo to-err >&2; printf "[%s]" "$@"; echo', 'zero', 'a b', '$HOME', '*', ';', ''] });
+      await withTask(cfg, async (h) => {
+        assertExit(await waitFor(h), 0);
+        assert.equal(readLog(cfg, 'stdout'), 'to-out\n[a b][$HOME][*][;][]\n');
+        assert.equal(readLog(cfg, 'stderr'), 'to-err\n');
+      });
+    });
+
+    it('inspect: running with a pid, then not running with the exit', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      await withTask(config({ command: ['sleep', '60'] }), async (h) => {
+        const s = await driver.inspect(h);
+        assert.equal(s.running, true);
+        assert.ok(Number.isInteger(s.pid) && s.pid! > 0, `pid ${s.pid}`);
+        assert.equal(s.exit, undefined);
+        await within(driver.stop(h, 5000), 7000, 'stop()');
+        const after = await driver.inspect(h);
+        assert.equal(after.running, false);
+        assert.equal(after.exit?.signal, 'SIGTERM', JSON.stringify(after));
+        assert.equal(after.exit?.error, 'killed by signal SIGTERM');
+      });
+    });
+
+    it('stop: a task that traps SIGTERM exits on SIGTERM, well within the grace period', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['sh', '-c', 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 1 & wait $!; done'] });
+      await withTask(cfg, async (h) => {
+        await ready(cfg);
+        const t0 = Date.now();
+        await within(driver.stop(h, 10_000), 5000, 'stop()');
+        assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`);
+        assertExit(await waitFor(h), 0);
+        assert.match(readLog(cfg, 'stdout'), /got-term/);
+      });
+    });
+
+    it('stop: a task ignoring SIGTERM is SIGKILLed after the grace period', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 1; done'] });
+      await withTask(cfg, async (h) => {
+        await ready(cfg);
+        const grace = 1000;
+        const t0 = Date.now();
+        await within(driver.stop(h, grace), grace + 5000, 'stop()');
+        const took = Date.now() - t0;
+        assert.ok(took >= grace - 50, `stop waited for the grace period (${took} ms)`);
+        assert.ok(took < grace + 2500, `stop resolved within grace + 2.5 s (${took} ms)`);
+        const r = await waitFor(h, 2000);
+        assertExit(r, 137, 'SIGKILL');
+        assert.equal((await driver.inspect(h)).running, false);
+      });
+    });
+
+    it('stop: idempotent, concurrent, and safe on an exited task', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      await withTask(config({ command: ['true'] }), async (h) => {
+        assertExit(await waitFor(h), 0);
+        await within(driver.stop(h, 1000), 3000, 'stop() on an exited task');
+        await within(driver.stop(h, 1000), 3000, 'a second stop()');
+        assertExit(await waitFor(h), 0);
+      });
+      await withTask(config({ command: ['sleep', '60'] }), async (h) => {
+        await within(Promise.all([driver.stop(h, 5000), driver.stop(h, 5000)]), 8000, 'two concurrent stop()s');
+        await within(driver.stop(h, 5000), 3000, 'stop() after stop()');
+        const r = await waitFor(h, 2000);
+        assert.equal(r.signal, 'SIGTERM', JSON.stringify(r));
+        assert.match(r.error ?? '', /SIGTERM/);
+      });
+    });
+
+    it('recover: a fresh driver instance reattaches to a running task', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      const cfg = config({ command: ['sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 1 & wait $!; done'] });
+      await withTask(cfg, async (h) => {
+        await ready(cfg);
+        const before = await driver.inspect(h);
+        assert.equal(before.running, true);
+        // The agent restarts: a new driver instance, the handle read back from disk.
+        const fresh = await makeDriver();
+        const persisted = JSON.parse(JSON.stringify(h)) as TaskHandle;
+        const recovered = await fresh.recover(persisted);
+        assert.ok(recovered, 'the running task is recovered');
+        JSON.parse(JSON.stringify(recovered));
+        const s = await fresh.inspect(recovered);
+        assert.equal(s.running, true);
+        assert.equal(s.pid, before.pid, 'the same pid after recover');
+        const waiting = fresh.wait(recovered);
+        await within(fresh.stop(recovered, 5000), 7000, 'stop() through the recovered handle');
+        const r = await within(waiting, 3000, 'wait() on the recovered handle');
+        assertExit(r, 42);
+        assert.equal(r.error, 'exit code 42');
+        await fresh.destroy(recovered);
+      });
+    });
+
+    it('recover: a task that exited meanwhile is reported with its recorded exit', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      await withTask(config({ command: ['sh', '-c', 'exit 7'] }), async (h) => {
+        assertExit(await waitFor(h), 7);
+        const fresh = await makeDriver();
+        const persisted = JSON.parse(JSON.stringify(h)) as TaskHandle;
+        const recovered = await fresh.recover(persisted);
+        const use = recovered ?? persisted;
+        const s = await fresh.inspect(use);
+        assert.equal(s.running, false);
+        assert.equal(s.exit?.exit_code, 7);
+        const t0 = Date.now();
+        const r = await within(fresh.wait(use), 2000, 'wait() on a gone task');
+        assert.ok(Date.now() - t0 < 1000, 'wait resolves at once');
+        assertExit(r, 7);
+        assert.equal(r.error, 'exit code 7');
+      });
+    });
+
+    it('exec: runs a command in the task environment', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      if (!driver.exec) return t.skip(`the ${opts.name} driver has no exec`);
+      const cfg = config({ command: ['sleep', '60'], env: { YUN_A: 'task-value' } });
+      await withTask(cfg, async (h) => {
+        const r = await driver.exec!(h, ['sh', '-c', 'echo "$YUN_A $YUN_B"; echo oops >&2; exit 3'], { timeoutMs: 5000, env: { YUN_B: 'extra' } });
+        assert.deepEqual(r, { exit_code: 3, stdout: 'task-value extra\n', stderr: 'oops\n' });
+        const ok = await driver.exec!(h, ['true'], { timeoutMs: 5000 });
+        assert.equal(ok.exit_code, 0);
+      });
+    });
+
+    it('memory limit: an OOM kill is reported as OOMKilled', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      if (!requireOrSkip(t, limitsEnforced(), noLimitsWhy())) return;
+      const cfg = config({ command: ['sh', '-c', 'x=a; while :; do x=$x$x; done'], limits: { cpu: 0, memory_bytes: 32 * 1024 * 1024, pids: 0 } });
+      await withTask(cfg, async (h) => {
+        const r = await waitFor(h, 20_000);
+        assert.equal(r.oom_killed, true, JSON.stringify(r));
+        assert.ok(r.error?.startsWith('OOMKilled'), `error: ${r.error}`);
+        assert.match(r.error ?? '', /32MiB/);
+        assert.notEqual(r.exit_code, 0);
+      });
+    });
+
+    it('pids limit: the task cannot start more processes than allowed', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      if (!requireOrSkip(t, limitsEnforced(), noLimitsWhy())) return;
+      const cfg = config({
+        command: ['sh', '-c', 'i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo spawned-all'],
+        limits: { cpu: 0, memory_bytes: 0, pids: 8 },
+      });
+      await withTask(cfg, async (h) => {
+        const r = await waitFor(h);
+        assert.notEqual(r.exit_code, 0, `the shell failed to fork: ${JSON.stringify(r)} stderr=${readLog(cfg, 'stderr')}`);
+        assert.ok(!readLog(cfg, 'stdout').includes('spawned-all'));
+        assert.match(readLog(cfg, 'stderr'), /fork/i);
+      });
+    });
+
+    it('destroy removes the task cgroups', async (t) => {
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      if (!requireOrSkip(t, limitsEnforced(), noLimitsWhy())) return;
+      const cfg = config({ command: ['sh', '-c', 'sleep 60 & echo ready; wait'], limits: { cpu: 0.5, memory_bytes: 64 * 1024 * 1024, pids: 20 } });
+      const handle = await driver.start(cfg);
+      const entry = { driver, handle };
+      started.push(entry);
+      const dirs = (opts.cgroupDirs ?? conventionalDirs)(handle, cfg, fp);
+      try {
+        await ready(cfg);
+        const present = dirs.filter((d) => existsSync(d));
+        assert.ok(present.length > 0, `the task has cgroups (looked for ${dirs.join(', ')})`);
+        await driver.stop(handle, 1000);
+        await driver.destroy(handle);
+        for (const d of dirs) assert.equal(existsSync(d), false, `${d} is removed by destroy`);
+        await driver.destroy(handle); // idempotent
+      } finally {
+        await driver.stop(handle, 0).catch(() => undefined);
+        await driver.destroy(handle).catch(() => undefined);
+        started.splice(started.indexOf(entry), 1);
+      }
+    });
+
+    function conventionalDirs(_h: TaskHandle, cfg: TaskConfig, f: DriverFingerprint): string[] {
+      const parts = cfg.cgroup_parent.split('/').filter(Boolean);
+      if (f.attributes?.cgroups === 'v2') return [join(cgroupRoot, ...parts, cfg.id)];
+      return ['memory', 'cpu', 'pids'].map((c) => join(cgroupRoot, c, ...parts, cfg.id));
+    }
+  });
+}

@@ -1,0 +1,82 @@
+import { formatSize } from '../util/size.js';
+import { satisfies } from './constraints.js';
+import type { SchedNode, SchedTask } from './types.js';
+
+/**
+ * A filter rejects nodes a task cannot run on, and explains how many it rejected and why.
+ * `static` filters depend only on the task's group (service + spec) and the node; `dynamic` ones on
+ * what has been placed so far.
+ */
+export interface Filter {
+  name: string;
+  kind: 'static' | 'dynamic';
+  check(t: SchedTask, n: SchedNode): boolean;
+  explain(count: number, t: SchedTask): string;
+}
+
+const nodes = (n: number) => `${n} node${n === 1 ? '' : 's'}`;
+
+export const readyFilter: Filter = {
+  name: 'ready', kind: 'static',
+  check: (_t, n) => n.ready && n.availability === 'active',
+  explain: (c) => `${nodes(c)} not ready or not active (down, paused or drained)`,
+};
+
+export const pinnedFilter: Filter = {
+  name: 'pinned', kind: 'static',
+  check: (t, n) => t.pinnedNode === undefined || t.pinnedNode === n.id,
+  explain: (c) => `${nodes(c)} not the task's node (global service)`,
+};
+
+export const driverFilter: Filter = {
+  name: 'driver', kind: 'static',
+  check: (t, n) => t.drivers.some((d) => n.drivers.has(d)),
+  explain: (c, t) => `driver ${t.drivers.join(' or ')} not available on ${nodes(c)}`,
+};
+
+export const featureFilter: Filter = {
+  name: 'features', kind: 'static',
+  check: (t, n) => t.requiredFeatures.every((f) => !n.missingFeatures.has(f)),
+  explain: (c, t) => `${t.requiredFeatures.join(', ')} not working on ${nodes(c)} (see \`yun doctor\`)`,
+};
+
+/** One filter per constraint, so each is explained on its own. */
+export function constraintFilter(index: number): Filter {
+  return {
+    name: `constraint#${index}`, kind: 'static',
+    check: (t, n) => index >= t.constraints.length || satisfies(n, t.constraints[index]!),
+    explain: (c, t) => `constraint ${t.constraints[index]!.text} not satisfied on ${nodes(c)}`,
+  };
+}
+
+export const cpuFilter: Filter = {
+  name: 'cpu', kind: 'dynamic',
+  check: (t, n) => t.reserveCpu === 0 || n.cpus - n.reservedCpu + 1e-9 >= t.reserveCpu,
+  explain: (c, t) => `insufficient CPU on ${nodes(c)} (needs ${t.reserveCpu})`,
+};
+
+export const memoryFilter: Filter = {
+  name: 'memory', kind: 'dynamic',
+  check: (t, n) => t.reserveMemory === 0 || n.memoryBytes - n.reservedMemory >= t.reserveMemory,
+  explain: (c, t) => `insufficient memory on ${nodes(c)} (needs ${formatSize(t.reserveMemory)})`,
+};
+
+export const hostPortFilter: Filter = {
+  name: 'host-port', kind: 'dynamic',
+  check: (t, n) => t.hostPorts.every((p) => !n.hostPorts.has(p)),
+  explain: (c, t) => `host port${t.hostPorts.length > 1 ? 's' : ''} ${t.hostPorts.join(', ')} already in use on ${nodes(c)}`,
+};
+
+export const maxReplicasFilter: Filter = {
+  name: 'max-replicas', kind: 'dynamic',
+  check: (t, n) => t.maxReplicasPerNode === 0 || (n.serviceTasks.get(t.serviceId) ?? 0) < t.maxReplicasPerNode,
+  explain: (c, t) => `max replicas per node (${t.maxReplicasPerNode}) reached on ${nodes(c)}`,
+};
+
+export function filtersFor(t: SchedTask): Filter[] {
+  return [
+    readyFilter, pinnedFilter, driverFilter, featureFilter,
+    ...t.constraints.map((_c, i) => constraintFilter(i)),
+    cpuFilter, memoryFilter, hostPortFilter, maxReplicasFilter,
+  ];
+}

@@ -1,0 +1,137 @@
+import { filtersFor, type Filter } from './filters.js';
+import { NodeHeap } from './heap.js';
+import type { Placement, ScheduleResult, SchedNode, SchedTask, Unplaced } from './types.js';
+
+/**
+ * Place tasks on nodes: filters, then scorers (spread the service's tasks over nodes, then the
+ * least loaded node), over a snapshot. Pure: the snapshot is updated in place as tasks are placed,
+ * so later tasks see earlier placements; nothing else is touched.
+ *
+ * Tasks of one group (same service and spec) share their static filters, which run once per group;
+ * a heap then yields the best node per task in O(log n).
+ */
+export function schedule(tasks: SchedTask[], nodes: SchedNode[]): ScheduleResult {
+  const placements: Placement[] = [];
+  const unplaced: Unplaced[] = [];
+  const groups = new Map<string, SchedTask[]>();
+  for (const t of tasks) {
+    const g = groups.get(t.groupKey);
+    if (g) g.push(t);
+    else groups.set(t.groupKey, [t]);
+  }
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  for (const group of groups.values()) {
+    const first = group[0]!;
+    const filters = filtersFor(first);
+    const staticFilters = filters.filter((f) => f.kind === 'static' && f.name !== 'pinned');
+    const dynamicFilters = filters.filter((f) => f.kind === 'dynamic');
+    // Global services: each task is pinned; check it against its own node only.
+    if (first.pinnedNode !== undefined) {
+      for (const t of group) {
+        const n = byId.get(t.pinnedNode!);
+        if (n && filters.every((f) => f.check(t, n))) {
+          assign(t, n, placements);
+        } else {
+          unplaced.push({ taskId: t.id, reason: explain(t, n ? [n] : [], filters) });
+        }
+      }
+      continue;
+    }
+    const eligible = nodes.filter((n) => staticFilters.every((f) => f.check(first, n)));
+    if (eligible.length === 0) {
+      const reason = explain(first, nodes, filters);
+      for (const t of group) unplaced.push({ taskId: t.id, reason });
+      continue;
+    }
+    const serviceId = first.serviceId;
+    const score = (n: SchedNode) => (n.serviceTasks.get(serviceId) ?? 0) * 1e7 + n.totalTasks;
+    if (first.spreadOver.length === 0) {
+      placeFromHeap(group, new NodeHeap(score, eligible), dynamicFilters, filters, nodes, placements, unplaced);
+    } else {
+      placeWithSpread(group, eligible, score, dynamicFilters, filters, nodes, placements, unplaced);
+    }
+  }
+  return { placements, unplaced };
+}
+
+function assign(t: SchedTask, n: SchedNode, placements: Placement[]): void {
+  n.reservedCpu += t.reserveCpu;
+  n.reservedMemory += t.reserveMemory;
+  for (const p of t.hostPorts) n.hostPorts.add(p);
+  n.serviceTasks.set(t.serviceId, (n.serviceTasks.get(t.serviceId) ?? 0) + 1);
+  n.totalTasks += 1;
+  placements.push({ taskId: t.id, nodeId: n.id });
+}
+
+function placeFromHeap(group: SchedTask[], heap: NodeHeap<SchedNode>, dynamic: Filter[], all: Filter[], nodes: SchedNode[], placements: Placement[], unplaced: Unplaced[]): void {
+  for (let i = 0; i < group.length; i++) {
+    const t = group[i]!;
+    const setAside: SchedNode[] = [];
+    let placed = false;
+    while (heap.size > 0) {
+      const n = heap.pop()!;
+      if (dynamic.every((f) => f.check(t, n))) {
+        assign(t, n, placements);
+        heap.push(n);
+        placed = true;
+        break;
+      }
+      setAside.push(n);
+    }
+    if (!placed) {
+      // Tasks of a group are alike: when none fits this one, none fits the rest.
+      const reason = explain(t, nodes, all);
+      for (const rest of group.slice(i)) unplaced.push({ taskId: rest.id, reason });
+      return;
+    }
+    // Nodes set aside stay aside: what ruled them out (resources, ports, replicas per node) only grows.
+  }
+}
+
+function placeWithSpread(group: SchedTask[], eligible: SchedNode[], score: (n: SchedNode) => number, dynamic: Filter[], all: Filter[], nodes: SchedNode[], placements: Placement[], unplaced: Unplaced[]): void {
+  const first = group[0]!;
+  const keys = first.spreadOver;
+  // Nodes grouped by the values of the spread labels (nodes without a label form their own group).
+  const buckets = new Map<string, { heap: NodeHeap<SchedNode>; count: number }>();
+  for (const n of eligible) {
+    const k = keys.map((key) => n.labels[key] ?? '\u0000').join('\u0001');
+    let b = buckets.get(k);
+    if (!b) { b = { heap: new NodeHeap(score), count: 0 }; buckets.set(k, b); }
+    b.heap.push(n);
+    b.count += n.serviceTasks.get(first.serviceId) ?? 0;
+  }
+  for (const t of group) {
+    const order = [...buckets.values()].sort((a, b) => a.count - b.count);
+    let placed = false;
+    for (const b of order) {
+      const setAside: SchedNode[] = [];
+      while (b.heap.size > 0) {
+        const n = b.heap.pop()!;
+        if (dynamic.every((f) => f.check(t, n))) {
+          assign(t, n, placements);
+          b.heap.push(n);
+          b.count += 1;
+          placed = true;
+          break;
+        }
+        setAside.push(n);
+      }
+      for (const n of setAside) b.heap.push(n);
+      if (placed) break;
+    }
+    if (!placed) unplaced.push({ taskId: t.id, reason: explain(t, nodes, all) });
+  }
+}
+
+/** `no suitable node (insufficient memory on 3 nodes; constraint node.labels.zone==b not satisfied on 2 nodes)` */
+export function explain(t: SchedTask, nodes: SchedNode[], filters: Filter[]): string {
+  if (nodes.length === 0) return 'no suitable node (no nodes in the cluster)';
+  const counts = new Map<Filter, number>();
+  for (const n of nodes) {
+    const f = filters.find((x) => !x.check(t, n));
+    if (f) counts.set(f, (counts.get(f) ?? 0) + 1);
+  }
+  if (counts.size === 0) return 'no suitable node';
+  const parts = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([f, c]) => f.explain(c, t));
+  return `no suitable node (${parts.join('; ')})`;
+}
