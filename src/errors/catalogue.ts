@@ -36,6 +36,7 @@ export const catalogue = {
   YUN_PORT_IN_USE: { status: 409, title: 'Port already published', hint: 'Publish another port, or remove the service that holds it.' },
   YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
   YUN_WATCH_EXPIRED: { status: 410, title: 'Revision no longer available', hint: 'List again and watch from the revision that list returned.' },
+  YUN_URI_TOO_LONG: { status: 414, title: 'URL too long', hint: 'Ids and names are at most a few hundred characters; check the URL.' },
   YUN_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', hint: 'Send the body as Content-Type: application/json.' },
   YUN_VERSION_REQUIRED: { status: 428, title: 'Version required', hint: 'Send the version you read, in If-Match or as `version` in the body, so that concurrent changes are never silently overwritten.' },
   YUN_PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large', hint: 'Send a smaller body; the limit is in the detail.' },

@@ -63,13 +63,23 @@ function describeValidation(errors: ErrorObject[], context: string): YunError {
   if (e.keyword === 'pattern' && (e.parentSchema as { description?: string })?.description) {
     msg = `is not valid (${(e.parentSchema as { description: string }).description})`;
   }
-  const got = e.data === undefined ? '' : ` (got ${JSON.stringify(e.data)?.slice(0, 200)})`;
+  const got = e.data === undefined ? '' : ` (got ${safeJson(e.data)})`;
   const code = context === 'querystring' ? 'YUN_BAD_REQUEST' : 'YUN_VALIDATION_FAILED';
   return new YunError(code, `${where} ${msg}${got}`, { extra: { field: where } });
 }
 
+/** A short JSON rendering of a value for an error message; never throws (deep or cyclic data). */
+function safeJson(v: unknown): string {
+  try {
+    const t = JSON.stringify(v) ?? String(v);
+    return t.length > 200 ? `${t.slice(0, 200)}… (${t.length} characters)` : t;
+  } catch {
+    return Array.isArray(v) ? 'a deeply nested array' : typeof v === 'object' ? 'a deeply nested object' : String(v);
+  }
+}
+
 /** Map anything thrown in a request to a YunError. */
-export function toYunError(err: unknown, bodyLimit: number): YunError {
+export function toYunError(err: unknown, bodyLimit: number, contentType?: string): YunError {
   if (err instanceof YunError) return err;
   const fe = err as FastifyError & { validation?: ErrorObject[]; validationContext?: string };
   if (fe && Array.isArray(fe.validation) && fe.validation.length) return describeValidation(fe.validation, fe.validationContext ?? 'body');
@@ -77,7 +87,11 @@ export function toYunError(err: unknown, bodyLimit: number): YunError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new YunError('YUN_PAYLOAD_TOO_LARGE', `The request body is larger than the limit of ${bodyLimit} bytes`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new YunError('YUN_UNSUPPORTED_MEDIA_TYPE', `Content-Type "${String(fe.message).replace(/^Unsupported Media Type: /, '')}" is not accepted`);
+      return new YunError('YUN_UNSUPPORTED_MEDIA_TYPE', `Content-Type "${contentType ?? 'unknown'}" is not accepted: request bodies are JSON`);
+    case 'FST_ERR_BAD_URL':
+      return new YunError('YUN_BAD_REQUEST', 'The URL is malformed (a bad percent-escape?)', { hint: 'Percent-encode ids and names in paths (encodeURIComponent).' });
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new YunError('YUN_URI_TOO_LONG', 'A path segment is longer than 500 characters');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new YunError('YUN_INVALID_JSON', 'The body is empty although Content-Type is application/json');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -103,8 +117,16 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    // Errors fastify raises before routing (bad percent-escapes, over-long parameters) get the
+    // same error shape and request id as every other error.
+    frameworkErrors: (error: FastifyError, req: FastifyRequest, reply: import('fastify').FastifyReply) => {
+      const y = toYunError(error, ctx.config.bodyLimit);
+      reply.header('x-request-id', req.id).code(y.status).type('application/json').send(y.toBody(req.id));
+    },
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
+  // Bodies are JSON only: anything else is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
   const ajvBody = makeAjv('body');
   const ajvOther = makeAjv('other');
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajvBody : ajvOther).compile(schema as object));
@@ -123,7 +145,15 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
 
   // ---- request id, routes known for 405 ------------------------------------------------------
   const known: { re: RegExp; methods: Set<string> }[] = [];
+  // WebSocket routes are hidden from the generated document by @fastify/websocket; keep what we
+  // need to document them ourselves (the OpenAPI route adds them back).
+  const websocketRoutes: { url: string; summary: string; tags: string[] }[] = [];
+  app.decorate('websocketRoutes', websocketRoutes);
   app.addHook('onRoute', (r) => {
+    if ((r as { websocket?: boolean }).websocket) {
+      const schema = (r.schema ?? {}) as { summary?: string; tags?: string[] };
+      websocketRoutes.push({ url: r.url, summary: schema.summary ?? '', tags: schema.tags ?? [] });
+    }
     const re = new RegExp(`^${r.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z0-9_]+/g, '[^/]+')}/?$`);
     const methods = Array.isArray(r.method) ? r.method : [r.method];
     let entry = known.find((k) => k.re.source === re.source);
@@ -138,7 +168,7 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
 
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: { title: 'Yunstack API', version: ctx.config.version, description: 'One version, the same rules everywhere. See docs/api.md.' },
       components: {
         securitySchemes: {
@@ -167,7 +197,8 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
   await app.register(websocket, { options: { maxPayload: 16 * 1024 * 1024 } });
 
   // ---- authentication ------------------------------------------------------------------------
-  app.addHook('onRequest', async (req) => {
+  // In preParsing: after the rate limit (a route-level onRequest hook), before the body is read.
+  app.addHook('preParsing', async (req) => {
     const cfg = req.routeOptions.config;
     if (req.routeOptions.url === undefined || cfg?.auth === false) return;
     const header = req.headers['x-auth-token'];
@@ -184,7 +215,7 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
 
   // ---- errors --------------------------------------------------------------------------------
   app.setErrorHandler((err, req, reply) => {
-    const y = toYunError(err, ctx.config.bodyLimit);
+    const y = toYunError(err, ctx.config.bodyLimit, typeof req.headers['content-type'] === 'string' ? req.headers['content-type'] : undefined);
     if (y.status >= 500) req.log.error({ err, request_id: req.id }, 'request failed');
     req.errorCode = y.code;
     for (const [k, v] of Object.entries(y.headers)) reply.header(k, v);
@@ -240,5 +271,6 @@ export async function buildApp(ctx: ManagerContext, tls?: TlsOptions): Promise<F
 declare module 'fastify' {
   interface FastifyInstance {
     metricsRegistry: Registry;
+    websocketRoutes: { url: string; summary: string; tags: string[] }[];
   }
 }

@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { chown, mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -255,12 +255,6 @@ export class ProcessDriver implements Driver {
     await rm(exitFile, { force: true });
     await rm(join(dir, EXIT_JSON), { force: true });
     this.results.delete(config.id);
-    if (ids) {
-      // The shim runs as the task's user and must be able to record the status.
-      await writeFile(exitFile, '');
-      await chown(exitFile, ids.uid, ids.gid);
-    }
-
     const cgroups = support.version === 'none' ? undefined : await createTaskCgroups(support, config.cgroup_parent ?? '', config.id, limits);
     const dropCgroups = async () => {
       if (cgroups) await removeCgroups(cgroups.dirs).catch(() => undefined);
@@ -268,11 +262,15 @@ export class ProcessDriver implements Driver {
 
     let out: FileHandle | undefined;
     let errf: FileHandle | undefined;
+    let exitf: FileHandle | undefined;
     try {
       out = await open(join(dir, STDOUT_LOG), fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
       errf = await open(join(dir, STDERR_LOG), fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
+      // Empty until the shim writes the status into it (through fd 4).
+      exitf = await open(exitFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o640);
     } catch (err) {
       await out?.close();
+      await errf?.close();
       await dropCgroups();
       throw new DriverError(`could not open the task's log files in ${dir} (${errText(err)})`, false);
     }
@@ -281,33 +279,34 @@ export class ProcessDriver implements Driver {
     const ownAdj = isRoot ? (await readFile('/proc/self/oom_score_adj', 'utf8').catch(() => '')).trim() : '';
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', START_SHIM, SHIM_NAME, exitFile, env.PWD !== undefined ? '1' : '0', env.PWD ?? '', ownAdj, ...argv], {
+      child = spawn('/bin/sh', ['-c', START_SHIM, SHIM_NAME, env.PWD !== undefined ? '1' : '0', env.PWD ?? '', ownAdj, ...argv], {
         cwd: workdir,
         env,
         detached: true,
-        stdio: ['ignore', out.fd, errf.fd, 'pipe'],
+        stdio: ['ignore', out.fd, errf.fd, 'pipe', exitf.fd],
         ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
       });
     } catch (err) {
       await out.close();
       await errf.close();
+      await exitf.close();
       await dropCgroups();
       throw new DriverError(`could not start the task's supervisor (/bin/sh) (${errText(err)})`, false);
     }
     const pid = child.pid;
     // Read the shim's identity now: it cannot be reaped before this synchronous code yields.
     const shimStat = pid !== undefined ? readProcStatSync(pid) : undefined;
+    const spawnError = new Promise<unknown>((resolve) => child.once('error', resolve));
+    const live = this.track(child);
     await out.close();
     await errf.close();
+    await exitf.close();
     if (pid === undefined || !shimStat) {
-      const spawnErr = await new Promise<unknown>((resolve) => {
-        child.once('error', resolve);
-        setTimeout(() => resolve(undefined), 1000);
-      });
+      if (pid !== undefined) this.signal(pid, 'SIGKILL');
+      const spawnErr = await Promise.race([spawnError, sleep(1000).then(() => undefined)]);
       await dropCgroups();
       throw new DriverError(`could not start the task's supervisor (/bin/sh) (${spawnErr ? errText(spawnErr) : 'no pid'})`, false);
     }
-    const live = this.track(child);
     const key = `${pid}:${shimStat.starttime}`;
     this.live.set(key, live);
 
@@ -462,8 +461,11 @@ export class ProcessDriver implements Driver {
     const stderr = collect(child.stderr);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: unknown }>((resolve) => {
       child.once('error', (error) => resolve({ code: null, signal: null, error }));
-      child.once('close', (code, signal) => resolve({ code, signal }));
+      child.once('exit', (code, signal) => resolve({ code, signal }));
     });
+    // After the exit, output still in the pipes is read; a background process holding them open is not waited for.
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    (child.stdio[3] as Writable | null)?.on('error', () => undefined);
     const pid = child.pid;
     if (pid === undefined) {
       const r = await exited;
@@ -494,6 +496,9 @@ export class ProcessDriver implements Driver {
     }
     const r = await exited;
     clearTimeout(timer);
+    await Promise.race([closed, sleep(200)]);
+    child.stdout?.destroy();
+    child.stderr?.destroy();
     if (timedOut) throw new DriverError(`exec: ${JSON.stringify(command)} did not finish within ${opts.timeoutMs} ms and was killed`, false);
     const code = r.code ?? (r.signal ? 128 + (osConstants.signals[r.signal] ?? 0) : 1);
     return { exit_code: code, stdout: stdout(), stderr: stderr() };
@@ -517,6 +522,7 @@ export class ProcessDriver implements Driver {
   private track(child: ChildProcess): Live {
     const live = {} as Live;
     live.child = child;
+    child.on('error', () => undefined); // spawn failures are handled by `start`
     live.exited = new Promise<ShimExit>((resolve) => {
       child.once('exit', (code, signal) => {
         live.done = { code, signal, at: new Date().toISOString() };
@@ -618,6 +624,30 @@ export class ProcessDriver implements Driver {
     }
   }
 
+  /**
+   * Shells exit 127 (not found) or 126 (not executable) when *they* could not run a command, e.g. with
+   * `shell: true`; the reason is the last line they wrote to stderr. Empty when there is none.
+   */
+  private async stderrHint(h: ProcessHandle): Promise<string> {
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(join(h.dir, STDERR_LOG), 'r');
+      const size = (await fh.stat()).size;
+      const len = Math.min(size, 4096);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      const lines = buf.toString('utf8').split('\n');
+      // The first line may be cut by the 4 KiB window: only use it when the window holds the whole file.
+      const whole = len === size ? lines : lines.slice(1);
+      const last = whole.map((l) => l.trim()).filter(Boolean).pop();
+      return last ? ` (${last})` : '';
+    } catch {
+      return '';
+    } finally {
+      await fh?.close().catch(() => undefined);
+    }
+  }
+
   private async exitResult(h: ProcessHandle): Promise<ExitResult> {
     const ckey = h.task_id + ':' + h.shim_pid;
     const cached = this.results.get(ckey);
@@ -681,7 +711,7 @@ export class ProcessDriver implements Driver {
             ? `OOMKilled: the task used more than its memory limit${limit} and was killed by the kernel`
             : `OOMKilled: a process of the task used more than the task's memory limit${limit} and was killed by the kernel; the task then exited with code ${status}`;
       } else if (sigName) error = `killed by signal ${sigName}`;
-      else error = `exit code ${status}`;
+      else error = `exit code ${status}${status === 126 || status === 127 ? await this.stderrHint(h) : ''}`;
     }
     result = { exit_code: status, signal: sigName, oom_killed: oom, finished_at: finishedAt, error };
     this.results.set(ckey, result);

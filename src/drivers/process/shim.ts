@@ -2,13 +2,14 @@
  * The supervisor shim: a few lines of POSIX sh (dash on Debian, ~1 MB per task) that stays the
  * process-group leader of a task, outlives the agent, and records the command's exit status.
  *
- * Protocol (start): the driver spawns `/bin/sh -c SHIM yun-shim EXIT PWDSET PWD OOMADJ CMD ARGS…` in a
+ * Protocol (start): the driver spawns `/bin/sh -c SHIM yun-shim PWDSET PWD OOMADJ CMD ARGS…` in a
  * new session with the task's exact environment and working directory, stdout/stderr on the log
- * files and fd 3 a socket to the driver. The shim blocks on `read <&3` while the driver moves it into
+ * files, fd 3 a socket to the driver and fd 4 the (empty) exit file, opened by the driver so the shim
+ * can record the status whatever user it runs as. The shim blocks on `read <&3` while the driver moves it into
  * the task's cgroups (so the command is born inside them) and protects it from the OOM killer; the
  * driver then writes `go`. The shim closes fd 3, runs the command as a *foreground* subshell that
  * execs "$@" (no shell interpretation of the user's argv), waits for it, writes the status to the exit
- * file and exits with it.
+ * file (fd 4, which the command never sees) and exits with it.
  *
  * Why foreground and not `cmd & wait` with signal forwarding: a non-interactive shell starts
  * background commands with SIGINT and SIGQUIT ignored, and a command cannot undo that (dash marks
@@ -27,19 +28,20 @@ export const SHIM_NAME = 'yun-shim';
 export const EXEC_SHIM_NAME = 'yun-exec';
 
 export const START_SHIM = [
-  '__yun_shim_x=$1 __yun_shim_p=$2 __yun_shim_v=$3 __yun_shim_a=$4',
-  'shift 4',
+  '__yun_shim_p=$1 __yun_shim_v=$2 __yun_shim_a=$3',
+  'shift 3',
   'IFS= read -r __yun_shim_g <&3 || exit 125',
   '[ "$__yun_shim_g" = go ] || exit 125',
   'exec 3<&-',
   'trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE WINCH',
   '(',
+  '  exec 4>&-',
   '  if [ -n "$__yun_shim_a" ]; then { echo "$__yun_shim_a" > /proc/self/oom_score_adj; } 2>/dev/null; fi',
   '  if [ "$__yun_shim_p" = 1 ]; then PWD=$__yun_shim_v; export PWD; else unset PWD; fi',
   '  exec "$@"',
   ')',
   '__yun_shim_s=$?',
-  '{ echo "$__yun_shim_s" > "$__yun_shim_x"; } 2>/dev/null',
+  '{ echo "$__yun_shim_s" >&4; } 2>/dev/null',
   'exit "$__yun_shim_s"',
 ].join('\n');
 

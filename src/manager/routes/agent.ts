@@ -89,7 +89,7 @@ export function agentRoutes(app: FastifyInstance, ctx: ManagerContext, deps: Age
   app.get('/v1/agent/session', {
     websocket: true,
     config: { auth: false },
-    schema: { tags: ['cluster'], summary: 'The agent session (WebSocket, mutual TLS with a node certificate).', querystring: noQuery, hide: true },
+    schema: { tags: ['cluster'], summary: 'The agent session: a WebSocket (101 Switching Protocols) over mutual TLS with a node certificate; JSON messages (docs/agent-protocol.md).', querystring: noQuery },
     onRequest: async (req: FastifyRequest) => {
       const { nodeId, role } = nodeFromCertificate(req);
       const n = await ctx.store.get('node', nodeId);

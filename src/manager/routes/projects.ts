@@ -54,6 +54,8 @@ export function projectRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const p = principal(req);
     if (p.cloudAdmin) return p;
     if (p.project.id === proj.id && allows(p.roles, 'admin')) return p;
+    // Another project's existence is not revealed: without a role on it, it is not found.
+    if ((await ctx.identity.rolesOn(p.user.id, proj.id)).length === 0) throw notFound('project', proj.name);
     throw new YunError('YUN_FORBIDDEN', `Only a cloud administrator or an admin of project "${proj.name}" may ${what}; your token holds ${p.roles.join(', ')} on project "${p.project.name}"`);
   };
 

@@ -22,7 +22,15 @@ export function systemRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   app.get('/v1/openapi.json', {
     config: { auth: false },
     schema: { tags: ['system'], summary: 'This API\'s OpenAPI 3 document.', querystring: { type: 'object', additionalProperties: false, properties: {} } },
-  }, async () => app.swagger());
+  }, async () => {
+    const doc = app.swagger() as { paths: Record<string, Record<string, unknown>> };
+    for (const w of app.websocketRoutes) {
+      doc.paths[w.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}')] ??= {
+        get: { tags: w.tags, summary: w.summary, responses: { 101: { description: 'Switching Protocols: the WebSocket session starts.' }, 401: { description: 'No valid node certificate.' } } },
+      };
+    }
+    return doc;
+  });
 
   app.get('/metrics', {
     config: { auth: false },
