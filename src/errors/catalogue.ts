@@ -26,6 +26,7 @@ export const catalogue = {
   YUN_BAD_CREDENTIALS: { status: 401, title: 'Wrong user name or password', hint: 'Check YUN_USERNAME / YUN_PASSWORD (for the admin, in DATA_DIR/admin.env).' },
   YUN_NO_ROLE_ON_PROJECT: { status: 401, title: 'No role on project', hint: 'Ask an admin to grant a role with `yun role add ROLE --user U --project P`, or log in to a project you belong to.' },
   YUN_JOIN_TOKEN_INVALID: { status: 401, title: 'Invalid join token', hint: 'Print the current token on a manager with `yun join-token worker` (or manager); rotated tokens stop working.' },
+  YUN_NODE_REMOVED: { status: 401, title: 'Node removed', hint: 'The node was removed from the cluster: delete the agent\'s data directory and join again with a current join token.' },
   YUN_FORBIDDEN: { status: 403, title: 'Not allowed', hint: 'Ask an admin for a role that allows it (admin > member > reader).' },
   YUN_QUOTA_EXCEEDED: { status: 403, title: 'Quota exceeded', hint: 'Free some resources, or ask an admin to raise the quota (`yun quota set PROJECT --KEY N`).' },
   YUN_NOT_FOUND: { status: 404, title: 'Not found', hint: 'Check the id or name; list what exists with the matching `ls` command.' },

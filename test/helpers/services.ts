@@ -67,9 +67,12 @@ export function running(pid: number): boolean {
   return st !== undefined && st.state !== 'Z' && st.state !== 'X';
 }
 
+/** A process's argv, with argv[0] reduced to its base name (the driver execs the resolved path). */
 export function cmdline(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    if (argv[0]) argv[0] = argv[0].slice(argv[0].lastIndexOf('/') + 1);
+    return argv;
   } catch {
     return [];
   }
@@ -167,6 +170,13 @@ export class Cluster {
     const id = nodeIdOfDir(a.dataDir);
     this.nodeIds.add(id);
     await waitFor(`node ${id} (${address}) ready`, async () => (await this.node(id)).status === 'ready', 15_000);
+    return a;
+  }
+
+  /** Start an agent again on its data dir (it has joined already: no token needed). */
+  async restartAgent(old: AgentProcess): Promise<AgentProcess> {
+    const a = await startAgent({ url: this.url, address: old.address, dataDir: old.dataDir });
+    this.agents.push(a);
     return a;
   }
 

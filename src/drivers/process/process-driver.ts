@@ -79,6 +79,8 @@ export const EXIT_JSON = 'exit.json';
 const EXEC_OUTPUT_CAP = 1024 * 1024;
 /** After SIGKILL, how long to wait for the shim to record the status before killing it too. */
 const KILL_SETTLE_MS = 2000;
+/** How long `start` waits for the shim to report that the command is starting. */
+const START_TIMEOUT_MS = 10_000;
 
 const SIGNAL_NAMES: Map<number, string> = (() => {
   const m = new Map<number, string>();
@@ -313,7 +315,7 @@ export class ProcessDriver implements Driver {
     try {
       if (isRoot) await writeFile(`/proc/${pid}/oom_score_adj`, '-1000').catch(() => undefined);
       if (cgroups) await joinCgroups(cgroups, pid);
-      await this.sendGo(child.stdio[3] as Writable);
+      await this.sendGo(child.stdio[3] as Writable, false);
     } catch (err) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -327,26 +329,29 @@ export class ProcessDriver implements Driver {
       throw new DriverError(`could not start the task (${errText(err)})`, false);
     }
 
-    // The command is the shim's only child: record its pid once forked.
+    // The command is the shim's only child: once it says `started`, record its pid.
+    const startedOk = await this.readStarted(child.stdio[3] as Readable, START_TIMEOUT_MS);
     let cmdPid: number | undefined;
     let cmdStart: string | undefined;
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && !live.done) {
-      const kids = await childrenOf(pid);
-      if (kids.length > 0) {
-        const st = await readProcStat(kids[0]!);
-        if (st && st.ppid === pid) {
-          cmdPid = st.pid;
-          cmdStart = st.starttime;
-          break;
-        }
+    for (const kid of await childrenOf(pid)) {
+      const st = await readProcStat(kid);
+      if (st && st.ppid === pid) {
+        cmdPid = st.pid;
+        cmdStart = st.starttime;
+        break;
       }
-      await sleep(2);
     }
-    if (live.done?.code === SHIM_HANDSHAKE_FAILED && cmdPid === undefined) {
+    if (!startedOk) {
+      this.signal(pid, 'SIGKILL');
+      if (cmdPid !== undefined) this.signal(cmdPid, 'SIGKILL');
+      await Promise.race([live.exited, sleep(1000)]);
       this.live.delete(key);
       await dropCgroups();
-      throw new DriverError('the task supervisor exited before running the command (handshake with the driver failed)', false);
+      const d = live.done;
+      throw new DriverError(
+        `the task supervisor did not start the command within ${START_TIMEOUT_MS} ms${d ? ` (it exited with ${d.signal ? `signal ${d.signal}` : `code ${d.code}`}${d.code === SHIM_HANDSHAKE_FAILED ? ': the handshake with the driver failed' : ''})` : ''}`,
+        false,
+      );
     }
 
     const handle: ProcessHandle = {
@@ -377,7 +382,7 @@ export class ProcessDriver implements Driver {
       if (live?.done) break;
       if (!live && !(await isAlive(h.shim_pid, h.shim_start))) break;
       // The timer also keeps the event loop alive while someone waits (the child itself is unref'd).
-      await Promise.race([live ? live.exited : new Promise(() => undefined), sleep(this.pollMs)]);
+      await (live ? Promise.race([live.exited, sleep(this.pollMs)]) : sleep(this.pollMs));
     }
     return this.exitResult(h);
   }
@@ -536,11 +541,37 @@ export class ProcessDriver implements Driver {
     return live;
   }
 
-  private sendGo(sock: Writable | null | undefined): Promise<void> {
+  private sendGo(sock: Writable | null | undefined, end = true): Promise<void> {
     return new Promise((resolve, reject) => {
       if (!sock) return reject(new Error('no control channel to the task supervisor'));
       sock.once('error', reject);
-      sock.end('go\n', () => resolve());
+      if (end) sock.end('go\n', () => resolve());
+      else sock.write('go\n', (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** True once the shim's subshell wrote `started` on the control socket; false on EOF, error or timeout. The socket is closed after. */
+  private readStarted(sock: Readable | null | undefined, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (!sock) return resolve(false);
+      let buf = '';
+      let finished = false;
+      const done = (ok: boolean) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        sock.removeAllListeners('data');
+        sock.destroy();
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), ms);
+      sock.on('data', (b: Buffer) => {
+        buf += b.toString();
+        if (buf.includes('started\n')) done(true);
+      });
+      sock.once('end', () => done(buf.includes('started\n')));
+      sock.once('close', () => done(buf.includes('started\n')));
+      sock.once('error', () => done(false));
     });
   }
 
@@ -576,7 +607,7 @@ export class ProcessDriver implements Driver {
       }
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      await Promise.race([live ? live.exited : new Promise(() => undefined), sleep(Math.min(50, left))]);
+      await (live ? Promise.race([live.exited, sleep(Math.min(50, left))]) : sleep(Math.min(50, left)));
     }
   }
 

@@ -7,9 +7,11 @@
  * files, fd 3 a socket to the driver and fd 4 the (empty) exit file, opened by the driver so the shim
  * can record the status whatever user it runs as. The shim blocks on `read <&3` while the driver moves it into
  * the task's cgroups (so the command is born inside them) and protects it from the OOM killer; the
- * driver then writes `go`. The shim closes fd 3, runs the command as a *foreground* subshell that
- * execs "$@" (no shell interpretation of the user's argv), waits for it, writes the status to the exit
- * file (fd 4, which the command never sees) and exits with it.
+ * driver then writes `go`. The shim runs the command as a *foreground* subshell that execs "$@" (no
+ * shell interpretation of the user's argv), waits for it, writes the status to the exit file (fd 4,
+ * which the command never sees) and exits with it. The subshell writes `started` on fd 3 once its
+ * signal dispositions are back to the defaults, and only then does `start` return: a stop signal
+ * sent earlier could be swallowed by the shell's own handler, inherited for a moment after the fork.
  *
  * Why foreground and not `cmd & wait` with signal forwarding: a non-interactive shell starts
  * background commands with SIGINT and SIGQUIT ignored, and a command cannot undo that (dash marks
@@ -32,12 +34,13 @@ export const START_SHIM = [
   'shift 3',
   'IFS= read -r __yun_shim_g <&3 || exit 125',
   '[ "$__yun_shim_g" = go ] || exit 125',
-  'exec 3<&-',
   'trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE WINCH',
   '(',
   '  exec 4>&-',
   '  if [ -n "$__yun_shim_a" ]; then { echo "$__yun_shim_a" > /proc/self/oom_score_adj; } 2>/dev/null; fi',
   '  if [ "$__yun_shim_p" = 1 ]; then PWD=$__yun_shim_v; export PWD; else unset PWD; fi',
+  '  { echo started >&3; } 2>/dev/null',
+  '  exec 3>&-',
   '  exec "$@"',
   ')',
   '__yun_shim_s=$?',

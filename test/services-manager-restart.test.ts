@@ -1,0 +1,167 @@
+// End-to-end: the manager killed with SIGKILL (issue 3, "It must show" 7, manager half). The manager
+// runs as a real process (`yun up` in a temp data dir, on a fixed free loopback port so that the
+// agent can find it again after the restart), with a real `yun agent` on 127.0.0.2. A service runs on
+// both nodes; the manager is killed with SIGKILL: every task keeps running; the manager restarted on
+// the same data dir finds the same tasks with the same pids and creates no duplicates.
+// Everything created here is removed in `finally`/`after`: the service, the agent, the manager, task
+// processes (by pid), temp dirs.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Api } from './helpers/cloud.js';
+import { nodeIdOf } from './helpers/agents.js';
+import { Cluster, cmdline, describeTasks, running, sleepCmd, waitFor, type Task } from './helpers/services.js';
+
+const YUN = join(process.cwd(), 'bin', 'yun.js');
+
+/** The environment a child starts from: no YUN_* settings and no proxies from the caller. */
+function baseEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k.startsWith('YUN_') || /^(https?|all|no)_proxy$/i.test(k)) continue;
+    env[k] = v;
+  }
+  return env;
+}
+
+function envFile(path: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!.trim();
+  }
+  return out;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+interface Manager {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  output: () => string;
+  exited: Promise<void>;
+}
+
+const managers: Manager[] = [];
+
+/** `yun up --data-dir DIR --listen 127.0.0.1:PORT`, once its `API:` line is printed. */
+async function startManager(dataDir: string, port: number): Promise<Manager> {
+  const child = spawn(process.execPath, [YUN, 'up', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--log-level', 'info'], { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const m: Manager = { child, pid: child.pid!, url: '', output: () => out, exited };
+  managers.push(m);
+  const url = await waitFor('yun up to print its API line', async () => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`yun up exited early:\n${out}`);
+    return /^\s*API:\s+(\S+)\s*$/m.exec(out)?.[1];
+  }, 20_000, 50).catch((e: Error) => { throw new Error(`${e.message}\n${out}`); });
+  m.url = url;
+  return m;
+}
+
+async function stopManager(m: Manager, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
+  if (m.child.exitCode !== null || m.child.signalCode !== null) return;
+  m.child.kill(signal);
+  const t = setTimeout(() => { if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL'); }, graceMs);
+  await m.exited;
+  clearTimeout(t);
+}
+
+/** A cluster client for a manager: credentials and CA from DIR/admin.env. */
+async function connect(dataDir: string, url: string): Promise<Cluster> {
+  const env = envFile(join(dataDir, 'admin.env'));
+  assert.equal(env.YUN_URL, url);
+  const api = new Api(url, readFileSync(env.YUN_CACERT!, 'utf8'));
+  const token = await api.login(env.YUN_USERNAME!, env.YUN_PASSWORD!, env.YUN_PROJECT);
+  return new Cluster(api, token, url);
+}
+
+describe('services survive the manager killed with SIGKILL', { timeout: 120_000 }, () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'yun-mgr-'));
+  let c: Cluster | undefined;
+
+  after(async () => {
+    // Services through the live manager (if any), then the agents, then the manager; then by pid.
+    if (c) await c.cleanup().catch(() => undefined);
+    for (const m of managers) await stopManager(m).catch(() => undefined);
+    await c?.api.close().catch(() => undefined);
+    c?.finalCleanup();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('7. kill -9 of the manager: tasks keep running; after a restart the same tasks, same pids, no duplicates', async (t) => {
+    const port = await freePort();
+    let mgr = await startManager(dataDir, port);
+    c = await connect(dataDir, mgr.url);
+    const managerNode = (await c.nodes())[0]!.id;
+    c.nodeIds.add(managerNode);
+    const agent = await c.addAgent('127.0.0.2');
+    const agentNode = nodeIdOf(agent);
+    assert.equal((await c.nodes()).filter((n) => n.status === 'ready').length, 2);
+
+    const svc = await c.createService({ name: 'survivor', replicas: 4, task: { command: sleepCmd(300) } });
+    const four = await c.waitRunning(svc.id, 4);
+    assert.deepEqual([...new Set(four.map((x) => x.node_id))].sort(), [managerNode, agentNode].sort(), `not on both nodes: ${describeTasks(four)}`);
+    const key = (ts: Task[]) => ts.map((x) => `${x.id}@${x.node_id}:${x.status.pid}`).sort();
+    const before = key(four);
+
+    // kill -9 the manager (and with it its in-process agent): every task process keeps running.
+    process.kill(mgr.pid, 'SIGKILL');
+    await mgr.exited;
+    for (const x of four) assert.ok(running(x.status.pid!), `task ${x.name} (pid ${x.status.pid}) died with the manager`);
+    assert.equal(agent.child.exitCode, null, 'the agent exited when the manager died');
+    const api = c.api;
+
+    // Restart on the same data dir and port.
+    const t0 = Date.now();
+    mgr = await startManager(dataDir, port);
+    await api.close();
+    const fresh = await connect(dataDir, mgr.url);
+    Object.assign(c, { api: fresh.api, token: fresh.token });
+    await waitFor('both nodes ready after the manager restart', async () => (await c!.nodes()).every((n) => n.status === 'ready'), 20_000);
+    t.diagnostic(`manager restarted; both nodes ready ${Date.now() - t0} ms after the restart began`);
+
+    // The same 4 tasks, same nodes, same pids; and nothing more, for a while past the node-down grace.
+    const watchUntil = Date.now() + 6000;
+    let checks = 0;
+    for (;;) {
+      const all = await c.tasks(svc.id);
+      const run = all.filter((x) => x.desired_state === 'running');
+      assert.equal(all.length, 4, `tasks were added or replaced after the manager restart:\n  ${describeTasks(all)}`);
+      assert.deepEqual(key(run.filter((x) => x.status.state === 'running')), before, `tasks changed after the manager restart:\n  ${describeTasks(all)}`);
+      for (const x of four) {
+        assert.ok(running(x.status.pid!), `task ${x.name}: pid ${x.status.pid} is not alive`);
+        assert.deepEqual(cmdline(x.status.pid!), sleepCmd(300));
+      }
+      assert.deepEqual((await c.service(svc.id)).tasks, { running: 4, desired: 4 });
+      assert.ok((await c.nodes()).every((n) => n.status === 'ready'), 'a node went down after the manager restart');
+      checks++;
+      if (Date.now() > watchUntil) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(checks >= 10);
+
+    // Still under control after the restart: scale to 2 stops exactly 2 of them.
+    await c.updateService(svc.id, { replicas: 2 });
+    const two = await c.waitRunning(svc.id, 2, 20_000);
+    const stopped = four.filter((x) => !two.some((y) => y.id === x.id));
+    await waitFor('the scaled-down tasks to stop', async () => stopped.every((x) => !running(x.status.pid!)), 20_000);
+    for (const x of two) assert.ok(running(x.status.pid!));
+
+    await c.removeService(svc.id);
+    await waitFor('the service\'s tasks to be removed', async () => (await c!.tasks(svc.id)).length === 0, 20_000);
+  });
+});
