@@ -51,9 +51,33 @@ export interface TaskConfig {
   read_only: boolean;
   limits: { cpu: number; memory_bytes: number; pids: number };
   ports: PortMapping[];
+  /** `host`: the node's network namespace; `private`: a namespace of its own (loopback only until the task joins networks). Image drivers only. */
+  network_mode?: 'host' | 'private';
+  /** For image drivers: the image, resolved and present on this node. */
+  image_info?: ImageInfo;
   /** cgroup parent name for this agent (e.g. `yunstack/<node-id>`), so several agents on one host never collide. */
   cgroup_parent: string;
   labels: Record<string, string>;
+}
+
+/** An image ready to run on this node. */
+export interface ImageInfo {
+  /** The reference as the service gives it, e.g. `busybox` or `busybox:latest`. */
+  ref: string;
+  /** Digest of the image manifest (`sha256:…`). */
+  digest: string;
+  /** The image's root file system, all layers applied: read-only, shared by every task of the image (an overlay lower). */
+  rootfs: string;
+  /** From the image config. */
+  config: { entrypoint: string[]; cmd: string[]; env: string[]; workdir: string; user: string };
+  /** Write the image as a `docker save` archive and return its path (for the docker driver). */
+  exportDockerArchive(): Promise<string>;
+}
+
+/** Optional: drivers whose tasks can be frozen and thawed (cgroup freezer). */
+export interface Freezable {
+  freeze(handle: TaskHandle): Promise<void>;
+  thaw(handle: TaskHandle): Promise<void>;
 }
 
 /** Persisted by the agent; opaque to it. Must be JSON-serialisable. */

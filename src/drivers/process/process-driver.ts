@@ -518,7 +518,7 @@ export class ProcessDriver implements Driver {
   private asHandle(handle: TaskHandle): ProcessHandle {
     const h = handle as Partial<ProcessHandle>;
     if (!h || h.driver !== 'process') throw new DriverError(`not a process driver handle (driver is ${JSON.stringify(h?.driver)})`);
-    if (!Number.isInteger(h.shim_pid) || typeof h.shim_start !== 'string' || typeof h.dir !== 'string' || !Number.isInteger(h.pgid)) {
+    if (!Number.isInteger(h.shim_pid) || typeof h.shim_start !== 'string' || !/^\d+$/.test(h.shim_start) || typeof h.dir !== 'string' || !Number.isInteger(h.pgid)) {
       throw new DriverError(`malformed process driver handle for task ${JSON.stringify(h.task_id)}: it lacks shim_pid, shim_start, pgid or dir`);
     }
     return { env: {}, workdir: h.dir, cgroups: null, memory_limit_bytes: 0, ...h } as ProcessHandle;
