@@ -35,7 +35,7 @@ describe('services survive agents killed with SIGKILL', { timeout: 180_000 }, ()
       await cloud.close({ stopTasks: true }).catch(() => undefined);
       await cloud.stop().catch(() => undefined);
     }
-    c?.finalCleanup();
+    await c?.finalCleanup();
   });
 
   it('6. kill -9 of an agent: its tasks run elsewhere within 10 s; once restarted, nothing beyond the spec runs', async (t) => {

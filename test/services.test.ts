@@ -13,7 +13,30 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestCloud, type TestCloud } from './helpers/cloud.js';
 import { nodeIdOf, type AgentProcess } from './helpers/agents.js';
-import { Cluster, GiB, cmdline, describeTasks, running, sleepCmd, waitFor, type Service, type Task } from './helpers/services.js';
+import { Cluster, GiB, cmdline, describeTasks, parentOf, running, sleepCmd, waitFor, type Service, type Task } from './helpers/services.js';
+
+const TERMINAL = new Set(['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove']);
+
+/**
+ * The fewest tasks observed running at any moment in [from, to], from each task's history: running
+ * from status.started_at until the timestamp of its end state (or still running).
+ */
+function minRunning(tasks: Task[], from: number, to: number): { min: number; at: number; detail: string } {
+  const spans = tasks.filter((t) => t.status.started_at).map((t) => ({
+    t,
+    start: Date.parse(t.status.started_at!),
+    end: TERMINAL.has(t.status.state) ? Date.parse(t.status.timestamp) : Infinity,
+  }));
+  const points = [from, ...spans.flatMap((s) => [s.start, s.end])].filter((p) => p >= from && p <= to);
+  let min = Infinity;
+  let at = from;
+  for (const p of points) {
+    const n = spans.filter((s) => s.start <= p && s.end > p).length;
+    if (n < min) { min = n; at = p; }
+  }
+  const around = spans.filter((s) => s.start <= at + 1000 && s.end >= at - 1000).map((s) => `${s.t.name} ${s.t.spec.command.join(' ')} running ${new Date(s.start).toISOString()} → ${Number.isFinite(s.end) ? new Date(s.end).toISOString() : 'now'}`);
+  return { min, at, detail: `\n  (fewest running at ${new Date(at).toISOString()}; tasks around then:\n    ${around.join('\n    ')})` };
+}
 
 describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.0.3)', { timeout: 240_000 }, () => {
   let cloud: TestCloud;
@@ -39,7 +62,7 @@ describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.
       await cloud.close({ stopTasks: true }).catch(() => undefined);
       await cloud.stop().catch(() => undefined);
     }
-    c?.finalCleanup();
+    await c?.finalCleanup();
   });
 
   it('1. three ready nodes; 2 replicas run on 2 nodes; scale to 4; rm leaves no process', async () => {
@@ -67,10 +90,13 @@ describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.
       for (const t of four) assert.ok(running(t.status.pid!), `task ${t.name}: pid ${t.status.pid} is not alive`);
       assert.deepEqual((await c.service(svc.id)).tasks, { running: 4, desired: 4 });
 
+      // Each command runs under the process driver's supervisor shim: both must go.
       const pids = four.map((t) => t.status.pid!);
+      const shims = pids.map((p) => parentOf(p)!);
+      for (const s of shims) assert.ok(cmdline(s).includes('yun-shim'), `pid ${s} is not a task supervisor: ${cmdline(s).join(' ')}`);
       await c.ok('DELETE', `/v1/services/${svc.id}`, undefined, 204);
       c.services.delete(svc.id);
-      await waitFor('every process of mytest to exit', async () => pids.every((p) => !running(p)), 20_000);
+      await waitFor('every process of mytest (commands and their shims) to exit', async () => [...pids, ...shims].every((p) => !running(p)), 20_000);
       await waitFor('the tasks of mytest to be removed', async () => (await c.tasks(svc.id)).length === 0, 20_000);
       assert.equal((await c.req('GET', `/v1/services/${svc.id}`)).status, 404);
     } finally {
@@ -155,7 +181,7 @@ describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.
     }
   });
 
-  it('4. rolling updates: stop-first keeps ≥ 4 of 6 running, start-first ≥ 6; a failing health check rolls back', async () => {
+  it('4. rolling updates: stop-first keeps ≥ 4 of 6 running, start-first ≥ 6; a failing health check rolls back', async (t) => {
     const healthy = { type: 'cmd', command: ['true'], interval_ms: 500, timeout_ms: 400, retries: 1 };
     const svc = await c.createService({
       name: 'rolling', replicas: 6,
@@ -186,19 +212,33 @@ describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.
           if (Date.now() - t0 > 60_000) assert.fail(`${what}: not finished after 60 s (update_status ${JSON.stringify(s.update_status)}, min running ${min})\n  ${describeTasks(ts)}`);
           await new Promise((r) => setTimeout(r, 100));
         }
-        return { min, max, samples, service: s, ms: Date.now() - t0 };
+        const t1 = Date.now();
+        // What runs once the service says the update is over (read after that answer).
+        const atEnd = await c.tasks(svc.id, 'running');
+        // Exactly, from the tasks' own history: the fewest tasks observed running at any moment.
+        const exact = minRunning(await c.tasks(svc.id), t0, t1);
+        return { min: Math.min(min, exact.min), sampledMin: min, exact, max, samples, service: s, ms: t1 - t0, atEnd };
+      };
+      /** When an update (or rollback) says it is over, all 6 replicas run the target spec, healthy. */
+      const assertConverged = (what: string, ts: Task[], n: number) => {
+        const ok = ts.length === 6 && ts.every((t) => t.status.state === 'running') && cmdIs(n)(ts) && isHealthy(ts);
+        assert.ok(ok, `${what}: the service says it is over, but not all 6 replicas run \`sleep ${n}\`, healthy:\n  ${describeTasks(ts)}`);
       };
 
       const stopFirst = await rollOut('stop-first update', { task: { command: sleepCmd(301) } }, ['completed', 'paused']);
       assert.equal(stopFirst.service.update_status?.state, 'completed', JSON.stringify(stopFirst.service.update_status));
       assert.ok(stopFirst.samples >= 10, `only ${stopFirst.samples} samples during the stop-first update`);
-      assert.ok(stopFirst.min >= 4, `stop-first (parallelism 2) went down to ${stopFirst.min} running tasks`);
+      t.diagnostic(`stop-first: ${stopFirst.ms} ms, ${stopFirst.samples} samples, running min ${stopFirst.sampledMin} (sampled), ${stopFirst.exact.min} (from task history) max ${stopFirst.max}`);
+      assert.ok(stopFirst.min >= 4, `stop-first (parallelism 2) went down to ${stopFirst.min} running tasks${stopFirst.exact.detail}`);
+      assertConverged('stop-first update completed', stopFirst.atEnd, 301);
       await c.waitRunning(svc.id, 6, 30_000, (ts) => cmdIs(301)(ts) && isHealthy(ts));
 
       const startFirst = await rollOut('start-first update', { task: { command: sleepCmd(302) }, update_config: { order: 'start-first' } }, ['completed', 'paused']);
       assert.equal(startFirst.service.update_status?.state, 'completed', JSON.stringify(startFirst.service.update_status));
       assert.ok(startFirst.samples >= 10, `only ${startFirst.samples} samples during the start-first update`);
-      assert.ok(startFirst.min >= 6, `start-first went down to ${startFirst.min} running tasks`);
+      t.diagnostic(`start-first: ${startFirst.ms} ms, ${startFirst.samples} samples, running min ${startFirst.sampledMin} (sampled), ${startFirst.exact.min} (from task history) max ${startFirst.max}`);
+      assert.ok(startFirst.min >= 6, `start-first went down to ${startFirst.min} running tasks${startFirst.exact.detail}`);
+      assertConverged('start-first update completed', startFirst.atEnd, 302);
       const before = await c.waitRunning(svc.id, 6, 30_000, (ts) => cmdIs(302)(ts) && isHealthy(ts));
 
       // New tasks that fail their health check: the update is rolled back to the 302 spec by itself.
@@ -206,6 +246,7 @@ describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.
         task: { command: sleepCmd(303), health_check: { type: 'cmd', command: ['false'], interval_ms: 300, timeout_ms: 250, retries: 1 } },
         update_config: { order: 'stop-first', failure_action: 'rollback' },
       }, ['rollback_completed', 'rollback_paused', 'paused', 'completed']);
+      t.diagnostic(`failing update → ${failing.service.update_status?.state} in ${failing.ms} ms (running min ${failing.min})`);
       const us = failing.service.update_status!;
       assert.equal(us.state, 'rollback_completed', JSON.stringify(us));
       assert.match(us.message, /health check failed/, JSON.stringify(us));
@@ -223,7 +264,9 @@ describe('services on a 3-node cluster (manager + agents on 127.0.0.2 and 127.0.
       assert.ok(tried.some((t) => t.status.state === 'failed' && /health check failed/.test(t.status.error ?? '')), `no failed health check recorded:\n  ${describeTasks(tried)}`);
       // The tasks the rollback did not need to touch kept running throughout.
       const kept = before.filter((t) => after.some((a) => a.id === t.id));
-      assert.ok(kept.length >= 2, `the rollback replaced more than the updated slots:\nbefore: ${describeTasks(before)}\nafter: ${describeTasks(after)}`);
+      assert.ok(kept.length >= 4, `the rollback replaced more than the 2 updated slots:\nbefore: ${describeTasks(before)}\nafter: ${describeTasks(after)}`);
+      // And it said rollback_completed only once that was so.
+      assertConverged('rollback completed', failing.atEnd, 302);
     } finally {
       await c.removeService(svc.id);
     }

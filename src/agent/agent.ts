@@ -6,6 +6,7 @@ import { isTerminal, type TaskData, type TaskStatus } from '../services/task.js'
 import { TaskStore, type TaskRecord } from './persist.js';
 import { PortAllocator } from './ports.js';
 import { TaskRunner, type RunnerHost } from './task-runner.js';
+import type { NodeImages } from './images.js';
 
 export interface AgentOptions {
   dataDir: string;
@@ -15,6 +16,8 @@ export interface AgentOptions {
   /** Open a session to the manager (mTLS WebSocket, or in-process). */
   connect: () => Promise<Channel<AgentMessage, ManagerMessage>>;
   log: Logger;
+  /** Images on this node (image drivers). */
+  images?: NodeImages;
   /** Reconnect backoff: first delay and cap. */
   backoffMs?: { initial: number; max: number };
 }
@@ -38,6 +41,8 @@ export class Agent {
   readonly connected: Promise<void>;
   private logFollows = new Map<string, (() => void)[]>();
   private welcomed = false;
+  /** This node's clock minus the manager's, measured at the last welcome. */
+  private skewMs: number | null = null;
 
   constructor(private opts: AgentOptions, address: string) {
     this.store = new TaskStore(join(opts.dataDir, 'tasks'));
@@ -51,6 +56,7 @@ export class Agent {
       log: opts.log,
       cgroupParent: `yunstack/${opts.nodeId}`,
       address,
+      images: opts.images,
       report: (id, status) => this.queueStatus(id, status),
       forget: (id) => { this.runners.delete(id); this.pending.delete(id); },
     };
@@ -97,7 +103,7 @@ export class Agent {
       }
       if (this.stopped) return;
       await new Promise((r) => setTimeout(r, this.backoff));
-      this.backoff = Math.min(this.backoff * 2, this.opts.backoffMs?.max ?? 5000);
+      this.backoff = Math.min(this.backoff * 2, this.opts.backoffMs?.max ?? 3000);
     }
   }
 
@@ -127,6 +133,7 @@ export class Agent {
     switch (m.type) {
       case 'welcome':
         this.welcomed = true;
+        this.skewMs = Date.now() - m.manager_time;
         this.flush();
         if (this.heartbeat) clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => ch.send({ type: 'heartbeat' }), m.heartbeat_ms);
@@ -162,6 +169,20 @@ export class Agent {
         );
         return;
       }
+      case 'doctor_request':
+        void import('../doctor/checks.js')
+          .then((d) => d.localChecks({ dataDir: this.opts.dataDir, clusterHosts: m.cluster_hosts, skewMs: this.skewMs }))
+          .then(async (checks) => {
+            const drivers = (await this.opts.description()).drivers;
+            for (const [name, f] of Object.entries(drivers)) {
+              checks.push(f.available
+                ? { name: `driver ${name}`, status: 'pass', detail: Object.entries(f.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join(' ') || 'available' }
+                : { name: `driver ${name}`, status: 'warn', detail: f.reason ?? 'unavailable', fix: 'Tasks needing this driver are placed on other nodes.' });
+            }
+            ch.send({ type: 'doctor_result', req_id: m.req_id, checks });
+          })
+          .catch((e) => ch.send({ type: 'doctor_result', req_id: m.req_id, checks: [{ name: 'doctor', status: 'fail', detail: `the checks themselves failed: ${(e as Error).message}` }] }));
+        return;
       case 'error':
         this.opts.log.error({ code: m.code, detail: m.detail }, 'the manager refused this agent');
         return;

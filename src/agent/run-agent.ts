@@ -10,6 +10,9 @@ import { Agent } from './agent.js';
 import { describeNode } from './describe.js';
 import { connectSession, joinCluster, loadIdentity, type NodeIdentity } from './join.js';
 import { acquireLock } from '../up/lock.js';
+import { ImageStore } from '../images/image-store.js';
+import { NodeImages, managerBlobFetcher } from './images.js';
+import { join } from 'node:path';
 
 export interface AgentRunOptions {
   join?: string;
@@ -53,6 +56,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       description: () => describeNode(opts.advertiseAddr, drivers, opts.resources),
       drivers,
       log,
+      images: new NodeImages(new ImageStore(join(dir, 'images')), managerBlobFetcher(id.manager_url, { ca: id.ca_pem, cert: id.cert_pem, key: id.key_pem })),
       connect: () => connectSession(id),
     }, opts.advertiseAddr);
     await agent.start();

@@ -7,6 +7,7 @@ import { HealthMonitor, probe } from './health.js';
 import { LogCollector } from './logs.js';
 import type { TaskRecord, TaskStore } from './persist.js';
 import type { PortAllocator } from './ports.js';
+import type { NodeImages } from './images.js';
 
 export interface RunnerHost {
   drivers: Map<string, Driver>;
@@ -16,6 +17,8 @@ export interface RunnerHost {
   cgroupParent: string;
   /** Address health checks and published ports use on this node. */
   address: string;
+  /** Images on this node (for image drivers). */
+  images?: NodeImages;
   report(taskId: string, status: TaskStatus): void;
   forget(taskId: string): void;
 }
@@ -115,6 +118,19 @@ export class TaskRunner {
     this.record.driver = name;
     const driver = this.host.drivers.get(name)!;
     this.setStatus('preparing', { message: `preparing (${name} driver)` });
+    let imageInfo: TaskConfig['image_info'];
+    if (d.spec.image) {
+      if (!this.host.images || !d.spec.image_digest) {
+        this.setStatus('rejected', { message: 'no image', error: `this node cannot get image ${d.spec.image}${d.spec.image_digest ? '' : ' (it was not resolved to a digest)'}` });
+        return;
+      }
+      try {
+        imageInfo = await this.host.images.ensure(d.spec.image, d.spec.image_digest, (m) => this.setStatus('preparing', { message: m }));
+      } catch (e) {
+        this.setStatus('rejected', { message: 'image not available', error: `getting image ${d.spec.image} (${d.spec.image_digest}) failed: ${(e as Error).message}` });
+        return;
+      }
+    }
     let ports: PortMapping[];
     try {
       ports = await this.allocatePorts(d);
@@ -136,6 +152,8 @@ export class TaskRunner {
       workdir: d.spec.workdir, user: d.spec.user, hostname: d.spec.hostname ?? taskName(d), image: d.spec.image,
       mounts: d.spec.mounts, read_only: d.spec.read_only, limits: d.spec.resources.limits, ports,
       cgroup_parent: this.host.cgroupParent,
+      network_mode: d.spec.network_mode ?? 'private',
+      ...(imageInfo ? { image_info: imageInfo } : {}),
       labels: { 'yunstack.task.id': this.id, 'yunstack.service.id': d.service_id, 'yunstack.service.name': d.service_name },
     };
     if (this.record.data.desired_state !== 'running') return this.advance();

@@ -126,6 +126,68 @@ export class ApiClient {
     }
   }
 
+  /** POST a raw body (a file or a stream), reporting bytes sent; answers JSON. */
+  async upload<T = Record<string, unknown>>(path: string, query: RequestOptions['query'], body: NodeJS.ReadableStream, opts: { contentType?: string; onProgress?: (sent: number) => void } = {}): Promise<ApiResponse<T>> {
+    const token = await this.ensureToken();
+    const u = new URL(path, `${this.settings.url}/`);
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) u.searchParams.append(k, x);
+      else u.searchParams.set(k, String(v));
+    }
+    let sent = 0;
+    const counted = (async function* () {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        sent += chunk.length;
+        opts.onProgress?.(sent);
+        yield chunk;
+      }
+    })();
+    let res;
+    try {
+      res = await fetch(u, { method: 'POST', headers: { 'x-auth-token': token, 'content-type': opts.contentType ?? 'application/x-tar', accept: 'application/json' }, body: counted, duplex: 'half', dispatcher: this.dispatcher } as Parameters<typeof fetch>[1]);
+    } catch (e) {
+      throw connectionError(e, this.settings);
+    }
+    const text = await res.text();
+    let parsed: unknown;
+    try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
+    if (res.status >= 400) {
+      const err = (parsed as { error?: { code?: string; detail?: string; title?: string; request_id?: string } })?.error;
+      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? String(text), res.status, err?.request_id ?? res.headers.get('x-request-id') ?? undefined, err?.title);
+    }
+    return { status: res.status, headers: res.headers, body: parsed as T };
+  }
+
+  /** POST JSON and read a streaming NDJSON answer line by line. */
+  async postStream(path: string, body: unknown, onLine: (line: string) => void): Promise<void> {
+    const token = await this.ensureToken();
+    let res;
+    try {
+      res = await fetch(new URL(path, `${this.settings.url}/`), { method: 'POST', headers: { 'x-auth-token': token, 'content-type': 'application/json' }, body: JSON.stringify(body), dispatcher: this.dispatcher });
+    } catch (e) {
+      throw connectionError(e, this.settings);
+    }
+    if (res.status >= 400) {
+      const text = await res.text();
+      let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
+      try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
+      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
+    }
+    let buf = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line) onLine(line);
+      }
+    }
+    if (buf) onLine(buf);
+  }
+
   /** GET a streaming NDJSON response, calling `onLine` for each line as it arrives. */
   async stream(path: string, query: RequestOptions['query'], onLine: (line: string) => void): Promise<void> {
     const token = await this.ensureToken();

@@ -15,6 +15,9 @@ export interface DispatcherOptions {
 }
 
 /** Defaults: heartbeat every 1 s; down after 4 s of silence (so a dead agent is down within 6 s). */
+/** Extra time agents get to reconnect after a manager (re)start: more than their backoff cap. */
+export const RECONNECT_GRACE_MS = 4000;
+
 export const DEFAULT_DISPATCHER: DispatcherOptions = { heartbeatMs: 1000, downAfterMs: 4000 };
 
 interface Session {
@@ -39,6 +42,7 @@ export class Dispatcher {
   private unwatch?: () => void;
   private monitor?: NodeJS.Timeout;
   private logStreams = new Map<string, LogStream>();
+  private doctors = new Map<string, (checks: import('../doctor/checks.js').CheckResult[]) => void>();
   private execs = new Map<string, (r: { exit_code: number; stdout: string; stderr: string; error?: string }) => void>();
   private readonly startedAt: number;
 
@@ -102,7 +106,7 @@ export class Dispatcher {
           return;
         }
         await this.membership.register(s.nodeId, { ...m.description, role: (existing.data.role as NodeRole) ?? s.role });
-        s.channel.send({ type: 'welcome', heartbeat_ms: this.opts.heartbeatMs, node_id: s.nodeId, manager_version: this.managerVersion });
+        s.channel.send({ type: 'welcome', heartbeat_ms: this.opts.heartbeatMs, node_id: s.nodeId, manager_version: this.managerVersion, manager_time: this.clock.now() });
         await this.applyStatus(s, m.tasks);
         const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
         s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
@@ -123,6 +127,12 @@ export class Dispatcher {
       case 'logs_end':
         this.endLogs(m.req_id, s.nodeId, m.error);
         return;
+      case 'doctor_result': {
+        const r = this.doctors.get(m.req_id);
+        this.doctors.delete(m.req_id);
+        r?.(m.checks);
+        return;
+      }
       case 'exec_result': {
         const r = this.execs.get(m.req_id);
         this.execs.delete(m.req_id);
@@ -188,7 +198,9 @@ export class Dispatcher {
     for (const n of nodes) {
       if (n.id === this.membership.localNodeId && this.sessions.has(n.id)) continue;
       const hb = this.membership.lastHeartbeat(n.id);
-      const last = hb ? Date.parse(hb) : this.startedAt;
+      // After a manager start, agents need time to notice and reconnect (their backoff is capped
+      // at 3 s): nodes never heard from since get that much more before they are marked down.
+      const last = hb ? Date.parse(hb) : this.startedAt + RECONNECT_GRACE_MS;
       if (now - last > this.opts.downAfterMs) {
         const secs = ((now - last) / 1000).toFixed(1);
         this.log.warn({ node_id: n.id, node: n.name, silent_s: secs }, 'node down: heartbeats missed');
@@ -239,6 +251,21 @@ export class Dispatcher {
     if (error) s.onEnd(error);
     s.pending.delete(nodeId);
     s.finish?.();
+  }
+
+  /** Run `yun doctor`'s checks on a node (through its agent). */
+  async doctor(nodeId: string, clusterHosts: string[], timeoutMs = 15_000): Promise<import('../doctor/checks.js').CheckResult[]> {
+    const s = this.sessions.get(nodeId);
+    if (!s?.ready) throw new YunError('YUN_UNAVAILABLE', `Node ${nodeId} is not connected, so its checks cannot run`, { hint: 'Start its agent (`yun agent`), then run yun doctor again.' });
+    const reqId = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.doctors.delete(reqId);
+        reject(new YunError('YUN_UNAVAILABLE', `Node ${nodeId} did not answer its checks within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.doctors.set(reqId, (checks) => { clearTimeout(timer); resolve(checks); });
+      s.channel.send({ type: 'doctor_request', req_id: reqId, cluster_hosts: clusterHosts });
+    });
   }
 
   /** Run a command inside a task on its node. */

@@ -3,6 +3,7 @@
  * for remote agents; an in-memory pair for the agent inside `yun up`).
  */
 import type { TaskData, TaskStatus } from '../services/task.js';
+import type { CheckResult } from '../doctor/checks.js';
 
 export interface NodeDescription {
   hostname: string;
@@ -19,10 +20,12 @@ export type AgentMessage =
   | { type: 'status'; updates: { task_id: string; status: TaskStatus }[] }
   | { type: 'logs_data'; req_id: string; lines: LogLine[] }
   | { type: 'logs_end'; req_id: string; error?: string }
-  | { type: 'exec_result'; req_id: string; exit_code: number; stdout: string; stderr: string; error?: string };
+  | { type: 'exec_result'; req_id: string; exit_code: number; stdout: string; stderr: string; error?: string }
+  | { type: 'doctor_result'; req_id: string; checks: CheckResult[] };
 
 export type ManagerMessage =
-  | { type: 'welcome'; heartbeat_ms: number; node_id: string; manager_version: string }
+  | { type: 'welcome'; heartbeat_ms: number; node_id: string; manager_version: string; manager_time: number }
+  | { type: 'doctor_request'; req_id: string; cluster_hosts: string[] }
   | { type: 'assignments'; tasks: { id: string; data: TaskData }[] }
   | { type: 'task'; id: string; data: TaskData }
   | { type: 'task_removed'; id: string }

@@ -12,7 +12,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DriverError, type Driver, type DriverFingerprint, type ExitResult, type TaskConfig, type TaskHandle } from './driver.js';
@@ -109,8 +109,15 @@ export function runConformance(makeDriver: () => Promise<Driver>, opts: Conforma
         await s.driver.destroy(s.handle).catch(() => undefined);
       }
       if (root) rmSync(root, { recursive: true, force: true });
-      // Parent cgroups made for this run (other suites may still use the top one: then it stays).
-      for (const base of [cgroupRoot, ...['memory', 'cpu', 'pids', 'cpuacct', 'cpu,cpuacct'].map((c) => join(cgroupRoot, c))]) {
+      // Parent cgroups made for this run (other suites may still use the top one: then it stays), in
+      // every hierarchy: runtimes such as runc create the task's cgroup in all of them (freezer, devices…).
+      const hierarchies = new Set(['memory', 'cpu', 'pids', 'cpuacct', 'cpu,cpuacct']);
+      try {
+        for (const e of readdirSync(cgroupRoot, { withFileTypes: true })) if (e.isDirectory()) hierarchies.add(e.name);
+      } catch {
+        /* no cgroup root */
+      }
+      for (const base of [cgroupRoot, ...[...hierarchies].map((c) => join(cgroupRoot, c))]) {
         for (const d of [join(base, cgroupParent), join(base, cgroupTop)]) {
           try {
             rmdirSync(d);
@@ -372,6 +379,22 @@ export function runConformance(makeDriver: () => Promise<Driver>, opts: Conforma
         assert.deepEqual(r, { exit_code: 3, stdout: 'task-value extra\n', stderr: 'oops\n' });
         const ok = await driver.exec!(h, ['true'], { timeoutMs: 5000 });
         assert.equal(ok.exit_code, 0);
+      });
+    });
+
+    it('image drivers: the hostname is the task name and the task sees only its own processes', async (t) => {
+      if (!opts.image) return t.skip('only for image drivers (tasks isolated in their own namespaces)');
+      if (opts.requireRoot && !requireOrSkip(t, isRoot(), `the ${opts.name} driver needs root`)) return;
+      if (!driver.exec) return t.skip(`the ${opts.name} driver has no exec`);
+      const cfg = config({ command: ['sleep', '60'] });
+      await withTask(cfg, async (h) => {
+        // Shell built-ins only: the image needs nothing beyond sh.
+        const host = await driver.exec!(h, ['sh', '-c', 'read -r h < /proc/sys/kernel/hostname; echo "$h"'], { timeoutMs: 5000 });
+        assert.deepEqual(host, { exit_code: 0, stdout: `${cfg.name}\n`, stderr: '' });
+        const procs = await driver.exec!(h, ['sh', '-c', 'n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n'], { timeoutMs: 5000 });
+        const n = Number(procs.stdout.trim());
+        // sleep, the exec'd sh, and at most an init: never the node's processes.
+        assert.ok(n >= 2 && n <= 4, `the task sees ${n} processes: ${JSON.stringify(procs)}`);
       });
     });
 

@@ -1,9 +1,10 @@
 import type { Driver } from './driver.js';
+import { OciDriver } from './oci/oci-driver.js';
 import { ProcessDriver } from './process/process-driver.js';
 
 /** Every driver this build knows; the agent offers those whose fingerprint says available. */
 export function allDrivers(): Driver[] {
-  return [new ProcessDriver()];
+  return [new ProcessDriver(), new OciDriver()];
 }
 
 export async function fingerprintAll(drivers: Driver[]): Promise<Record<string, { available: boolean; reason?: string; attributes?: Record<string, string> }>> {

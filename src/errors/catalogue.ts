@@ -44,12 +44,25 @@ export const catalogue = {
   YUN_RATE_LIMITED: { status: 429, title: 'Too many requests', hint: 'Slow down; retry after the number of seconds in Retry-After.' },
   YUN_INTERNAL: { status: 500, title: 'Internal error', hint: 'This is a bug in Yunstack: report it with the request id; the manager log has the stack trace.' },
   YUN_UNAVAILABLE: { status: 503, title: 'Service unavailable', hint: 'Retry shortly; if it persists, check `yun status` and the manager log.' },
+  // Images (the node image store).
+  YUN_IMAGE_INVALID: { status: 422, title: 'Invalid image', hint: 'Check how the archive was made (`docker save IMAGE -o FILE`, `skopeo copy … oci:DIR:TAG` or `oci-archive:FILE`) and that it was copied completely.' },
+  YUN_DIGEST_MISMATCH: { status: 422, title: 'Digest mismatch', hint: 'The content is corrupt or was tampered with: get the image again from a trusted source; never edit an image\'s files by hand.' },
+  YUN_UNSAFE_LAYER: { status: 422, title: 'Unsafe image layer', hint: 'The layer would write outside the image\'s root file system, through a link, or create a device node: do not run this image; rebuild it from a trusted source.' },
   // Errors the CLI reports without a server round trip.
   YUN_DATA_DIR_LOCKED: { status: 409, title: 'Data directory in use', hint: 'Another `yun up` is running on this data directory: stop it, or use another --data-dir.' },
   YUN_CONFIG_INVALID: { status: 400, title: 'Invalid configuration', hint: 'Fix the named option or environment variable.' },
   YUN_CONNECTION_FAILED: { status: 503, title: 'Cannot reach the server', hint: 'Check YUN_URL and that `yun up` is running (`yun status`).' },
   YUN_TLS_FAILED: { status: 503, title: 'TLS verification failed', hint: 'Point YUN_CACERT at the cloud CA (DATA_DIR/pki/ca.crt), or `source DATA_DIR/admin.env`.' },
   YUN_USAGE: { status: 400, title: 'Invalid command line', hint: 'Run the command with --help for its options.' },
+  // Pulling from a container registry (src/images/registry.ts).
+  YUN_IMAGE_REFERENCE_INVALID: { status: 400, title: 'Invalid image reference', hint: 'Write it as [HOST[:PORT]/]REPO[:TAG][@sha256:DIGEST], e.g. busybox:1.36 or 127.0.0.1:5000/team/app:v2; repository names are lowercase.' },
+  YUN_REGISTRY_NOT_FOUND: { status: 404, title: 'Image not found in the registry', hint: 'Check the repository name and the tag or digest; the detail has the registry\'s own answer.' },
+  YUN_REGISTRY_NO_PLATFORM: { status: 404, title: 'No image for this platform', hint: 'The image index has no variant for the platform needed (linux/amd64 unless another is asked for); use an image built for it — the detail lists the platforms the index has.' },
+  YUN_REGISTRY_AUTH_FAILED: { status: 403, title: 'Registry authentication failed', hint: 'Check the repository name (private and missing repositories look alike), and give the registry user name and password if it needs them.' },
+  YUN_REGISTRY_TLS_FAILED: { status: 502, title: 'Registry TLS failed', hint: 'Pass the registry\'s CA certificate with --ca FILE, or --insecure for a test registry you trust.' },
+  YUN_REGISTRY_UNREACHABLE: { status: 502, title: 'Cannot reach the registry', hint: 'Check the registry address and port in the image reference, the network, and HTTPS_PROXY / NO_PROXY.' },
+  YUN_REGISTRY_DIGEST_MISMATCH: { status: 502, title: 'Content does not match its digest', hint: 'Pull again; if it persists, the registry\'s copy is damaged or tampered with: re-push the image.' },
+  YUN_REGISTRY_ERROR: { status: 502, title: 'Registry error', hint: 'Check the image reference and the registry; the detail has the registry\'s answer.' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof catalogue;

@@ -6,6 +6,7 @@ import type { Membership } from './membership.js';
 import type { Dispatcher } from '../dispatcher/dispatcher.js';
 import type { Orchestrator } from '../orchestrator/orchestrator.js';
 import type { SchedulerRunner } from '../scheduler/runner.js';
+import type { ImageStoreApi } from '../images/store.js';
 
 export interface ManagerConfig {
   /** The URL clients and agents use to reach this manager (for join commands, catalog). */
@@ -35,4 +36,6 @@ export interface ManagerContext {
   dispatcher: Dispatcher;
   orchestrator: Orchestrator;
   scheduler: SchedulerRunner;
+  /** This manager's image store (content); image names are `image` objects in the store. */
+  images: ImageStoreApi;
 }

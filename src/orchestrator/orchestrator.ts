@@ -134,7 +134,7 @@ export class Orchestrator {
     if (!svc && taskObjs.length === 0) return;
     const sd = svc?.data as ServiceData | undefined;
     const rservice: RService | null = svc && sd
-      ? { id: svc.id, name: svc.name, spec: sd.spec, spec_version: sd.spec_version, previous_spec: sd.previous_spec, update_status: sd.update_status }
+      ? { id: svc.id, name: svc.name, updated_at: (sd.spec_changed_at as string | undefined) ?? svc.created_at, spec: sd.spec, spec_version: sd.spec_version, previous_spec: sd.previous_spec, update_status: sd.update_status }
       : null;
     const tasks: RTask[] = taskObjs.map((t) => ({ id: t.id, created_at: t.created_at, data: t.data as TaskData }));
     const now = this.clock.now();
@@ -153,6 +153,7 @@ export class Orchestrator {
       if (c.desired_state) next.desired_state = c.desired_state;
       if (c.shutdown_reason !== undefined) next.shutdown_reason = c.shutdown_reason;
       if (c.state === 'orphaned') next.status = { ...d.status, state: 'orphaned', message: c.shutdown_reason ?? 'node removed', timestamp: iso };
+      if (c.state === 'shutdown') next.status = { ...d.status, state: 'shutdown', message: c.message ?? 'shut down', timestamp: iso };
       ops.push({ op: 'update', kind: 'task', id: t.id, version: t.version, data: next });
     }
     for (const id of plan.remove) {

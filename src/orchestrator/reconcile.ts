@@ -1,7 +1,7 @@
 import { parseConstraint, satisfies } from '../scheduler/constraints.js';
 import type { SchedNode } from '../scheduler/types.js';
 import type { ServiceSpec, UpdateConfig, UpdateStatus } from '../services/spec.js';
-import { isTerminal, stateRank, type TaskData } from '../services/task.js';
+import { isTerminal, type TaskData } from '../services/task.js';
 
 /**
  * Reconcile one service: desired (its spec) against actual (its tasks, the nodes) → a plan.
@@ -31,6 +31,8 @@ export interface RNode {
 
 export interface RService {
   id: string;
+  /** When the service was last changed (a slot that ended before it starts afresh). */
+  updated_at?: string;
   name: string;
   spec: ServiceSpec;
   spec_version: number;
@@ -48,8 +50,8 @@ export interface TaskChange {
   id: string;
   desired_state?: 'running' | 'shutdown' | 'remove';
   shutdown_reason?: string;
-  /** Only ever moves forward (orphaned when its node was removed). */
-  state?: 'orphaned';
+  /** Only ever moves forward: `orphaned` when its node was removed, `shutdown` when it never reached a node. */
+  state?: 'orphaned' | 'shutdown';
   message?: string;
 }
 
@@ -90,7 +92,9 @@ function stable(t: TaskData): boolean {
   return t.status.state === 'running' && (!t.spec.health_check || t.status.health === 'healthy');
 }
 
-export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode[], now: number): Plan {
+export function reconcile(service: RService | null, inputTasks: RTask[], nodes: RNode[], now: number): Plan {
+  // Work on copies: the caller's objects stay as they were (reconcile is pure).
+  const tasks = inputTasks.map((t) => ({ ...t }));
   const plan: Plan = { create: [], change: [], remove: [] };
   const wake = (at: number) => {
     if (Number.isFinite(at) && at > now && (plan.wakeAt === undefined || at < plan.wakeAt)) plan.wakeAt = at;
@@ -123,12 +127,17 @@ export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode
     constraints.every((c) => satisfies({ id: n.id, name: n.name, role: n.role, labels: n.labels } as SchedNode, c));
   for (const t of tasks) {
     const d = t.data;
+    if (d.node_id !== null && !nodeById.has(d.node_id) && !isTerminal(d.status.state)) {
+      // Its node is gone for good: nobody will ever report on it.
+      change(t, { desired_state: d.desired_state === 'remove' ? 'remove' : 'shutdown', shutdown_reason: d.desired_state === 'running' ? `${REASON_PREFIX.node} removed from the cluster` : d.shutdown_reason ?? `${REASON_PREFIX.node} removed from the cluster` });
+      changed.get(t.id)!.state = 'orphaned';
+      t.data = { ...t.data, status: { ...t.data.status, state: 'orphaned' } };
+      continue;
+    }
     if (d.desired_state !== 'running' || d.node_id === null) continue;
     const n = nodeById.get(d.node_id);
-    if (!n) {
-      change(t, { desired_state: 'shutdown', shutdown_reason: `${REASON_PREFIX.node} removed from the cluster` });
-      if (stateRank(d.status.state) < stateRank('orphaned')) changed.get(t.id)!.state = 'orphaned';
-    } else if (n.status !== 'ready') {
+    if (!n) continue; // ended on a node since removed: the restart policy below decides
+    if (n.status !== 'ready') {
       change(t, { desired_state: 'shutdown', shutdown_reason: `${REASON_PREFIX.node} ${n.name} is ${n.status}` });
     } else if (n.availability === 'drain') {
       change(t, { desired_state: 'shutdown', shutdown_reason: `${REASON_PREFIX.node} ${n.name} is drained` });
@@ -174,8 +183,8 @@ export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode
   const current = service.spec_version;
   // A task is up to date when it runs the current task spec (a rollback leaves tasks that already
   // run the restored spec alone; a scale-only change touches none).
-  const specKey = JSON.stringify(spec.task);
-  const isNew = (t: RTask) => t.data.spec_version >= current || JSON.stringify(t.data.spec) === specKey;
+  const specKey = JSON.stringify([spec.task, spec.endpoint.ports]);
+  const isNew = (t: RTask) => t.data.spec_version >= current || JSON.stringify([t.data.spec, t.data.ports]) === specKey;
 
   // Update failures: new-version tasks that failed during their monitor window.
   if (updateStatus && (updateStatus.state === 'updating' || updateStatus.state === 'rollback_started')) {
@@ -212,10 +221,13 @@ export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode
     const live = list.filter((t) => t.data.desired_state === 'running');
     const liveNew = live.filter(isNew);
     const liveOld = live.filter((t) => !isNew(t));
-    const stoppingForUpdate = list.some((t) => t.data.desired_state !== 'running' && !isTerminal(t.data.status.state) && reasonKind(t.data) === 'update');
+    const nodeReady = (t: RTask) => t.data.node_id !== null && nodeById.get(t.data.node_id)?.status === 'ready';
+    const stoppingForUpdate = list.some((t) => t.data.desired_state !== 'running' && !isTerminal(t.data.status.state) && reasonKind(t.data) === 'update' && nodeReady(t));
     const lastUpdateStop = list.filter((t) => reasonKind(t.data) === 'update').pop();
+    const lastTask = list[list.length - 1];
     if (liveNew.length > 0 && liveOld.length > 0) inFlight++; // start-first: new one starting
     else if (stoppingForUpdate) inFlight++; // stop-first: old one stopping
+    else if (live.length === 0 && lastTask && reasonKind(lastTask.data) === 'update') inFlight++; // stop-first: old one stopped, new one not yet made
     else if (liveNew.length > 0 && !stable(liveNew[liveNew.length - 1]!.data) && lastUpdateStop) inFlight++; // new one starting
     else if (liveOld.length > 0) dirtySlots.push(k);
     for (const t of liveNew) if (stable(t.data) && lastUpdateStop) lastSettled = Math.max(lastSettled, ts(t.data.status.timestamp));
@@ -274,7 +286,8 @@ export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode
     if (stopping.some((t) => nodeById.get(t.data.node_id ?? '')?.status === 'ready')) continue;
 
     const last = list[list.length - 1];
-    if (last && reasonKind(last.data) === undefined && (isTerminal(last.data.status.state) || ended.includes(last))) {
+    const endedBeforeChange = last !== undefined && service.updated_at !== undefined && ts(last.data.status.timestamp) < ts(service.updated_at);
+    if (last && !endedBeforeChange && reasonKind(last.data) === undefined && (isTerminal(last.data.status.state) || ended.includes(last))) {
       // It ended by itself: apply the restart policy.
       const lastFailed = failed(last.data);
       if (policy.condition === 'none' || (policy.condition === 'on-failure' && !lastFailed)) continue;
@@ -300,6 +313,8 @@ export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode
   // ---- update finished? ---------------------------------------------------------------------------
   if (updateStatus && (updateStatus.state === 'updating' || updateStatus.state === 'rollback_started')) {
     const pendingWork = dirtySlots.length > 0 || inFlight > 0 || plan.create.length > 0 ||
+      // a wanted slot still empty (e.g. waiting for its restart delay) is not done yet
+      wanted.some((k) => !(slots.get(k) ?? []).some((t) => t.data.desired_state === 'running' && changed.get(t.id)?.desired_state !== 'shutdown')) ||
       wanted.some((k) => (slots.get(k) ?? []).some((t) => t.data.desired_state === 'running' && isNew(t) && !stable(t.data)));
     if (!pendingWork) {
       plan.service = {
@@ -319,10 +334,11 @@ export function reconcile(service: RService | null, tasks: RTask[], nodes: RNode
     const done = list.filter((t) => isTerminal(t.data.status.state) && (t.data.desired_state !== 'running' || changed.get(t.id)?.desired_state === 'shutdown'));
     for (const t of done.slice(0, Math.max(0, done.length - HISTORY_PER_SLOT))) plan.remove.push(t.id);
   }
-  // Tasks that never reached a node and are no longer wanted can go at once.
+  // Tasks shut down before they ever reached a node go at once: they never ran, and no agent will
+  // ever report on them.
   for (const t of tasks) {
     const c = changed.get(t.id);
-    if (t.data.node_id === null && c?.desired_state === 'shutdown' && !plan.remove.includes(t.id) && !wantedSet.has(slotKey(t.data))) plan.remove.push(t.id);
+    if (t.data.node_id === null && c?.desired_state && c.desired_state !== 'running' && !isTerminal(t.data.status.state) && !plan.remove.includes(t.id)) plan.remove.push(t.id);
   }
   const removed = new Set(plan.remove);
   plan.change = [...changed.values()].filter((c) => !removed.has(c.id));

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
-import { webcrypto, createHash, X509Certificate, randomBytes } from 'node:crypto';
+import { webcrypto, randomBytes } from 'node:crypto';
+import { fingerprint } from './inspect.js';
 import * as x509 from '@peculiar/x509';
 import { isIP } from 'node:net';
 
@@ -108,13 +109,4 @@ export async function issueCertificate(ca: KeyPairPem, opts: IssueOptions): Prom
   return { certPem, keyPem, fingerprint: fingerprint(certPem) };
 }
 
-/** sha256 of the certificate's DER encoding, lowercase hex (what `openssl x509 -fingerprint -sha256` shows, without colons). */
-export function fingerprint(certPem: string): string {
-  return createHash('sha256').update(new X509Certificate(certPem).raw).digest('hex');
-}
-
-/** Hosts a server certificate covers; checks that `host` is among them. */
-export function certificateCovers(certPem: string, host: string): boolean {
-  const c = new X509Certificate(certPem);
-  return c.checkHost(host) !== undefined || c.checkIP(host) !== undefined;
-}
+export { fingerprint, certificateCovers } from './inspect.js';

@@ -151,6 +151,12 @@ describe('scheduler: scorers', () => {
     assert.equal(ns[0]!.serviceTasks.get('a'), 1);
   });
 
+  it("spreads across a service's groups too (tasks of two spec versions during an update)", () => {
+    const ts = [...tasks('web', 2, { group: 'web#1#' }), ...tasks('web', 2, { group: 'web#2#' }).map((t) => ({ ...t, id: `${t.id}b` }))];
+    const r = schedule(ts, [node('n1'), node('n2'), node('n3'), node('n4')]);
+    assert.deepEqual(nodesOf(r).sort(), ['n1', 'n2', 'n3', 'n4']);
+  });
+
   it('is deterministic: the same snapshot gives the same placements', () => {
     const mk = () => Array.from({ length: 20 }, (_v, i) => node(`n${String(i).padStart(2, '0')}`, { labels: { zone: 'abc'[i % 3]! }, totalTasks: i % 4 }));
     const ts = () => [...tasks('a', 30, { spreadOver: ['zone'] }), ...tasks('b', 25, { cpu: 0.5 }), ...tasks('c', 10, { constraints: ['node.labels.zone!=a'] })];

@@ -32,7 +32,7 @@ export function schedule(tasks: SchedTask[], nodes: SchedNode[]): ScheduleResult
         if (n && filters.every((f) => f.check(t, n))) {
           assign(t, n, placements);
         } else {
-          unplaced.push({ taskId: t.id, reason: explain(t, n ? [n] : [], filters) });
+          unplaced.push({ taskId: t.id, reason: n ? explain(t, [n], filters) : `no suitable node (node ${t.pinnedNode} is no longer in the cluster)` });
         }
       }
       continue;
@@ -91,35 +91,54 @@ function placeFromHeap(group: SchedTask[], heap: NodeHeap<SchedNode>, dynamic: F
 function placeWithSpread(group: SchedTask[], eligible: SchedNode[], score: (n: SchedNode) => number, dynamic: Filter[], all: Filter[], nodes: SchedNode[], placements: Placement[], unplaced: Unplaced[]): void {
   const first = group[0]!;
   const keys = first.spreadOver;
-  // Nodes grouped by the values of the spread labels (nodes without a label form their own group).
-  const buckets = new Map<string, { heap: NodeHeap<SchedNode>; count: number }>();
+  // Preferences apply in order (as in swarm): spread over the values of the first label, then,
+  // within each, over the values of the second, and so on. Nodes without a label form their own
+  // group. Buckets hold the nodes of one full combination; counts are kept per prefix.
+  const prefixes = (n: SchedNode) => keys.map((_k, i) => keys.slice(0, i + 1).map((key) => n.labels[key] ?? '\u0000').join('\u0001'));
+  const counts = new Map<string, number>();
+  const buckets = new Map<string, { heap: NodeHeap<SchedNode>; path: string[] }>();
   for (const n of eligible) {
-    const k = keys.map((key) => n.labels[key] ?? '\u0000').join('\u0001');
+    const path = prefixes(n);
+    const k = path[path.length - 1]!;
     let b = buckets.get(k);
-    if (!b) { b = { heap: new NodeHeap(score), count: 0 }; buckets.set(k, b); }
+    if (!b) { b = { heap: new NodeHeap(score), path }; buckets.set(k, b); }
     b.heap.push(n);
-    b.count += n.serviceTasks.get(first.serviceId) ?? 0;
+    const c = n.serviceTasks.get(first.serviceId) ?? 0;
+    for (const p of path) counts.set(p, (counts.get(p) ?? 0) + c);
   }
-  for (const t of group) {
-    const order = [...buckets.values()].sort((a, b) => a.count - b.count);
+  const order = () => [...buckets.values()].sort((a, b) => {
+    for (let i = 0; i < keys.length; i++) {
+      const d = (counts.get(a.path[i]!) ?? 0) - (counts.get(b.path[i]!) ?? 0);
+      if (d !== 0) return d;
+      if (a.path[i] !== b.path[i]) return a.path[i]! < b.path[i]! ? -1 : 1;
+    }
+    return 0;
+  });
+  for (let i = 0; i < group.length; i++) {
+    const t = group[i]!;
     let placed = false;
-    for (const b of order) {
+    for (const b of order()) {
       const setAside: SchedNode[] = [];
       while (b.heap.size > 0) {
         const n = b.heap.pop()!;
         if (dynamic.every((f) => f.check(t, n))) {
           assign(t, n, placements);
           b.heap.push(n);
-          b.count += 1;
+          for (const p of b.path) counts.set(p, (counts.get(p) ?? 0) + 1);
           placed = true;
           break;
         }
         setAside.push(n);
       }
-      for (const n of setAside) b.heap.push(n);
+      // What ruled these nodes out only grows within a pass: leave them out of this bucket.
       if (placed) break;
     }
-    if (!placed) unplaced.push({ taskId: t.id, reason: explain(t, nodes, all) });
+    if (!placed) {
+      // Tasks of a group are alike: when none fits this one, none fits the rest.
+      const reason = explain(t, nodes, all);
+      for (const rest of group.slice(i)) unplaced.push({ taskId: rest.id, reason });
+      return;
+    }
   }
 }
 

@@ -39,6 +39,10 @@ export interface PortConfig {
 export interface TaskTemplate {
   driver?: 'process' | 'oci' | 'docker';
   image?: string;
+  /** The image's manifest digest, resolved from `image` when the service is created or updated. */
+  image_digest?: string;
+  /** Image drivers: `private` (a network namespace of its own) or `host` (the node's). */
+  network_mode?: 'private' | 'host';
   command: string[];
   shell: boolean;
   env: Record<string, string>;
@@ -95,6 +99,8 @@ export interface ServiceData extends Record<string, unknown> {
   previous_spec: ServiceSpec | null;
   update_status: UpdateStatus | null;
   quota_usage: { tasks: number; cpu: number; memory: number };
+  /** When the spec last changed (restart policies count from there). */
+  spec_changed_at?: string;
 }
 
 const durationMs = { type: 'integer', minimum: 0, maximum: 30 * 86400_000 } as const;
@@ -118,6 +124,8 @@ export const taskTemplateSchema = {
   properties: {
     driver: { type: 'string', enum: ['process', 'oci', 'docker'] },
     image: { type: 'string', minLength: 1, maxLength: 500 },
+    image_digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$', description: 'Set by the server from image; give it to pin a digest.' },
+    network_mode: { type: 'string', enum: ['private', 'host'] },
     command: { type: 'array', items: { type: 'string', maxLength: 10000 }, maxItems: 1000 },
     shell: { type: 'boolean', description: 'Run command[0] with /bin/sh -c.' },
     env: { type: 'object', additionalProperties: { type: 'string', maxLength: 100000 }, propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }, maxProperties: 500 },
@@ -229,6 +237,8 @@ export function normalizeSpec(input: ServiceSpecInput, base?: ServiceSpec): Serv
   const task: TaskTemplate = {
     driver: (t.driver ?? bt?.driver) as TaskTemplate['driver'],
     image: t.image ?? bt?.image,
+    image_digest: t.image !== undefined && t.image !== bt?.image ? t.image_digest : t.image_digest ?? bt?.image_digest,
+    network_mode: t.network_mode ?? bt?.network_mode,
     command: (t.command as string[] | undefined) ?? bt?.command ?? [],
     shell: t.shell ?? bt?.shell ?? false,
     env: (t.env as Record<string, string> | undefined) ?? bt?.env ?? {},

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { certificateCovers, createCA, fingerprint, issueCertificate, type KeyPairPem } from '../pki/ca.js';
+import type { KeyPairPem } from '../pki/ca.js';
+import { certificateCovers, fingerprint } from '../pki/inspect.js';
 
 export interface ServerPki {
   ca: KeyPairPem;
@@ -21,6 +22,7 @@ export async function ensurePki(dataDir: string, hosts: string[]): Promise<Serve
   if (existsSync(p('ca.crt')) && existsSync(p('ca.key'))) {
     ca = { certPem: readFileSync(p('ca.crt'), 'utf8'), keyPem: readFileSync(p('ca.key'), 'utf8') };
   } else {
+    const { createCA } = await import('../pki/ca.js');
     ca = await createCA('Yunstack CA');
     writeFileSync(p('ca.key'), ca.keyPem, { mode: 0o600 });
     writeFileSync(p('ca.crt'), ca.certPem, { mode: 0o644 });
@@ -31,6 +33,7 @@ export async function ensurePki(dataDir: string, hosts: string[]): Promise<Serve
     if (hosts.every((h) => certificateCovers(certPem, h))) server = { certPem, keyPem: readFileSync(p('server.key'), 'utf8') };
   }
   if (!server) {
+    const { issueCertificate } = await import('../pki/ca.js');
     const issued = await issueCertificate(ca, { commonName: 'yunstack-manager', organizationalUnit: 'manager', hosts, usage: 'both' });
     server = { certPem: issued.certPem, keyPem: issued.keyPem };
     writeFileSync(p('server.key'), server.keyPem, { mode: 0o600 });

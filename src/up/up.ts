@@ -26,6 +26,8 @@ import { describeNode } from '../agent/describe.js';
 import { channelPair, type AgentMessage, type ManagerMessage } from '../dispatcher/protocol.js';
 import { allDrivers } from '../drivers/index.js';
 import type { Driver } from '../drivers/driver.js';
+import { ImageStore } from '../images/image-store.js';
+import { NodeImages } from '../agent/images.js';
 
 export { DEFAULT_PORT, defaultDataDir, parseListen } from './options.js';
 
@@ -115,8 +117,9 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const dispatcher = new Dispatcher(store, membership, clock, log.child({ component: 'dispatcher' }), opts.dispatcher ?? DEFAULT_DISPATCHER, VERSION);
     const orchestrator = new Orchestrator(store, clock, log.child({ component: 'orchestrator' }));
     const scheduler = new SchedulerRunner(store, clock, log.child({ component: 'scheduler' }));
+    const images = new ImageStore(join(realDir, 'images'));
     const ctx: ManagerContext = {
-      store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler,
+      store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler, images,
       caKeyPem: () => pki.ca.keyPem,
       config: {
         publicUrl: '', advertiseUrl: '', caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,
@@ -157,6 +160,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
       nodeId,
       description,
       drivers,
+      images: new NodeImages(images),
       log: log.child({ component: 'agent' }),
       connect: async () => {
         const [agentEnd, managerEnd] = channelPair<AgentMessage, ManagerMessage>();

@@ -44,17 +44,18 @@ export interface NodeView {
   availability: string;
   version: number;
   role: string;
+  last_heartbeat: string | null;
 }
 
 // ---- processes -------------------------------------------------------------------------------------
 
-interface ProcStat { state: string; pgrp: number; starttime: string }
+interface ProcStat { state: string; ppid: number; pgrp: number; starttime: string }
 
 function procStat(pid: number): ProcStat | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0]!, pgrp: Number(f[2]), starttime: f[19]! };
+    return { state: f[0]!, ppid: Number(f[1]), pgrp: Number(f[2]), starttime: f[19]! };
   } catch {
     return undefined;
   }
@@ -76,6 +77,11 @@ export function cmdline(pid: number): string[] {
   } catch {
     return [];
   }
+}
+
+/** The parent of a live process (for a task's command: the process driver's supervisor shim). */
+export function parentOf(pid: number): number | undefined {
+  return procStat(pid)?.ppid;
 }
 
 /** Task processes seen by any test, with their start time so a recycled pid is never killed. */
@@ -113,13 +119,43 @@ export async function stopAgentProcess(a: AgentProcess, graceMs = 5000): Promise
   clearTimeout(t);
 }
 
-/** Remove the (empty) cgroups the process driver made for these nodes (cgroup v1 and v2), best effort. */
-export function removeNodeCgroups(nodeIds: string[]): void {
+function nodeCgroupDirs(nodeIds: string[]): string[] {
   const roots: string[] = [];
   try {
     for (const c of readdirSync('/sys/fs/cgroup')) roots.push(join('/sys/fs/cgroup', c, 'yunstack'));
-  } catch { return; }
+  } catch { return []; }
   roots.push('/sys/fs/cgroup/yunstack');
+  return roots.flatMap((r) => nodeIds.map((id) => join(r, id)));
+}
+
+/**
+ * Kill (SIGKILL) every process left in the cgroups the process driver made for these nodes: task
+ * processes this harness never saw a pid for (a test that failed half way) are found there.
+ */
+export function killNodeCgroupProcs(nodeIds: string[]): number[] {
+  const killed: number[] = [];
+  const walk = (dir: string) => {
+    let entries: string[] = [];
+    try { entries = readdirSync(dir); } catch { return; }
+    if (entries.includes('cgroup.procs')) {
+      let text = '';
+      try { text = readFileSync(join(dir, 'cgroup.procs'), 'utf8'); } catch { /* gone */ }
+      for (const line of text.split('\n')) {
+        const pid = Number(line);
+        if (pid > 1 && pid !== process.pid) { try { process.kill(pid, 'SIGKILL'); killed.push(pid); } catch { /* gone */ } }
+      }
+    }
+    for (const e of entries) {
+      const p = join(dir, e);
+      try { if (statSync(p).isDirectory()) walk(p); } catch { /* gone */ }
+    }
+  };
+  for (const d of nodeCgroupDirs(nodeIds)) walk(d);
+  return killed;
+}
+
+/** Remove the (empty) cgroups the process driver made for these nodes (cgroup v1 and v2), best effort. */
+export function removeNodeCgroups(nodeIds: string[]): void {
   const rmTree = (dir: string) => {
     let entries: string[] = [];
     try { entries = readdirSync(dir); } catch { return; }
@@ -129,7 +165,7 @@ export function removeNodeCgroups(nodeIds: string[]): void {
     }
     try { rmdirSync(dir); } catch { /* busy or gone */ }
   };
-  for (const r of roots) for (const id of nodeIds) rmTree(join(r, id));
+  for (const d of nodeCgroupDirs(nodeIds)) rmTree(d);
 }
 
 // ---- the cluster ------------------------------------------------------------------------------------
@@ -265,8 +301,10 @@ export class Cluster {
   }
 
   /** After the manager is closed as well: kill left-over task processes, remove cgroups and dirs. */
-  finalCleanup(): void {
-    killTrackedPids();
+  async finalCleanup(): Promise<void> {
+    const killed = [...killTrackedPids(), ...killNodeCgroupProcs([...this.nodeIds])];
+    const deadline = Date.now() + 3000;
+    while (killed.some((p) => running(p)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     removeNodeCgroups([...this.nodeIds]);
     for (const d of this.dataDirs) removeDir(d);
   }

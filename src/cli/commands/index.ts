@@ -39,10 +39,18 @@ import nodePs from './node-ps.js';
 import taskLogs from './task-logs.js';
 import taskExec from './task-exec.js';
 import taskInspect from './task-inspect.js';
+import imageLs from './image-ls.js';
+import imageInspect from './image-inspect.js';
+import imageTag from './image-tag.js';
+import imageRm from './image-rm.js';
+import imageImport from './image-import.js';
+import imageImportRootfs from './image-import-rootfs.js';
+import imagePull from './image-pull.js';
+import doctor from './doctor.js';
 
 /** Every command, in the order `yun --help` lists them. */
 export const commands: CommandSpec<any>[] = [
-  up, version, status, login, logout, tokenIssue, tokenRevoke,
+  up, version, status, doctor, login, logout, tokenIssue, tokenRevoke,
   projectLs, projectCreate, projectShow, projectRm,
   userLs, userCreate, userShow, userRm,
   roleAdd, roleRm, roleLs,
@@ -51,6 +59,7 @@ export const commands: CommandSpec<any>[] = [
   nodeLs, nodeInspect, nodeUpdate, nodeRm, nodePs, joinToken, agent,
   serviceCreate, serviceLs, servicePs, serviceInspect, serviceScale, serviceUpdate, serviceRollback, serviceRm, serviceLogs,
   taskInspect, taskLogs, taskExec,
+  imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
 ];
 
 /** One-line descriptions of command groups. */
@@ -64,4 +73,5 @@ export const groups: Record<string, string> = {
   node: 'Manage the cluster\'s nodes.',
   service: 'Manage services (swarm mode).',
   task: 'Inspect tasks, read their logs, run commands in them.',
+  image: 'Import, pull, list and remove images.',
 };

@@ -31,7 +31,13 @@ export default defineCommand({
     if (o.mount) task.mounts = (o.mount as string[]).map(parseMount);
     if (o.label) spec.labels = parseLabels(o.label as string[]);
     if (o.publish) spec.endpoint = { ...(spec.endpoint ?? {}), ports: (o.publish as string[]).map(parsePublish) };
-    if (o.network) spec.networks = o.network as string[];
+    if (o.network) {
+      const nets = o.network as string[];
+      // `--network host` is the node's own network namespace, not a network object (like Docker's).
+      if (nets.includes('host')) task.network_mode = 'host';
+      const rest = nets.filter((n) => n !== 'host');
+      if (rest.length) spec.networks = rest;
+    }
     if (!task.image && !task.command) throw usage('Nothing to run: give a command after -- (e.g. `yun service create --name web -- python3 -m http.server`) or --image');
     const driver = task.driver ?? (task.image ? undefined : 'process');
     if (driver === 'process' && task.mounts?.length) throw usage('--mount is not supported by the process driver: its tasks see the host\'s file system as it is', 'Use --image with the oci or docker driver to mount things into a container.');

@@ -36,6 +36,7 @@ import {
 } from './cgroups.js';
 import { DEFAULT_PATH, resolveCommand } from './lookup.js';
 import { childrenOf, isAlive, readProcStat, readProcStatSync, scanProcesses } from './procfs.js';
+import { errText, exitError, formatBytes, normalizeSignal, statusSignal, stderrHint } from '../common/exit.js';
 import { EXEC_SHIM, EXEC_SHIM_NAME, SHIM_HANDSHAKE_FAILED, SHIM_NAME, SHIM_VAR_PREFIX, START_SHIM } from './shim.js';
 
 export interface ProcessDriverOptions {
@@ -70,6 +71,8 @@ export interface ProcessHandle extends TaskHandle {
   memory_limit_bytes: number;
 }
 
+export { formatBytes };
+
 export const STDOUT_LOG = 'stdout.log';
 export const STDERR_LOG = 'stderr.log';
 export const EXIT_FILE = 'exit';
@@ -81,12 +84,6 @@ const EXEC_OUTPUT_CAP = 1024 * 1024;
 const KILL_SETTLE_MS = 2000;
 /** How long `start` waits for the shim to report that the command is starting. */
 const START_TIMEOUT_MS = 10_000;
-
-const SIGNAL_NAMES: Map<number, string> = (() => {
-  const m = new Map<number, string>();
-  for (const [name, num] of Object.entries(osConstants.signals)) if (!m.has(num)) m.set(num, name);
-  return m;
-})();
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -101,35 +98,6 @@ interface Live {
   child: ChildProcess;
   exited: Promise<ShimExit>;
   done?: ShimExit;
-}
-
-function normalizeSignal(signal: string): NodeJS.Signals {
-  let s = signal.trim().toUpperCase();
-  if (/^\d+$/.test(s)) {
-    const name = SIGNAL_NAMES.get(Number(s));
-    if (!name) throw new DriverError(`unknown signal "${signal}"`);
-    return name as NodeJS.Signals;
-  }
-  if (!s.startsWith('SIG')) s = `SIG${s}`;
-  if (!(s in osConstants.signals)) throw new DriverError(`unknown signal "${signal}" (expected a name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1)`);
-  return s as NodeJS.Signals;
-}
-
-export function formatBytes(n: number): string {
-  const units: Array<[number, string]> = [
-    [1024 ** 4, 'TiB'],
-    [1024 ** 3, 'GiB'],
-    [1024 ** 2, 'MiB'],
-    [1024, 'KiB'],
-  ];
-  for (const [size, unit] of units) if (n >= size && n % size === 0) return `${n / size}${unit}`;
-  for (const [size, unit] of units.slice(1)) if (n >= size * 10) return `${(n / size).toFixed(1)}${unit}`;
-  return `${n} bytes`;
-}
-
-function errText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  return e?.code ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(err);
 }
 
 function validateEnv(env: Record<string, string>, what: string): void {
@@ -655,30 +623,6 @@ export class ProcessDriver implements Driver {
     }
   }
 
-  /**
-   * Shells exit 127 (not found) or 126 (not executable) when *they* could not run a command, e.g. with
-   * `shell: true`; the reason is the last line they wrote to stderr. Empty when there is none.
-   */
-  private async stderrHint(h: ProcessHandle): Promise<string> {
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(join(h.dir, STDERR_LOG), 'r');
-      const size = (await fh.stat()).size;
-      const len = Math.min(size, 4096);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      const lines = buf.toString('utf8').split('\n');
-      // The first line may be cut by the 4 KiB window: only use it when the window holds the whole file.
-      const whole = len === size ? lines : lines.slice(1);
-      const last = whole.map((l) => l.trim()).filter(Boolean).pop();
-      return last ? ` (${last})` : '';
-    } catch {
-      return '';
-    } finally {
-      await fh?.close().catch(() => undefined);
-    }
-  }
-
   private async exitResult(h: ProcessHandle): Promise<ExitResult> {
     const ckey = h.task_id + ':' + h.shim_pid;
     const cached = this.results.get(ckey);
@@ -731,19 +675,9 @@ export class ProcessDriver implements Driver {
       };
       return result; // not cached: a later stop() may still record it
     }
-    const sigName = status > 128 ? SIGNAL_NAMES.get(status - 128) ?? null : null;
+    const sigName = statusSignal(status);
     const oom = ooms > 0;
-    let error: string | null = null;
-    if (status !== 0) {
-      if (oom) {
-        const limit = h.memory_limit_bytes > 0 ? ` of ${formatBytes(h.memory_limit_bytes)}` : '';
-        error =
-          sigName === 'SIGKILL'
-            ? `OOMKilled: the task used more than its memory limit${limit} and was killed by the kernel`
-            : `OOMKilled: a process of the task used more than the task's memory limit${limit} and was killed by the kernel; the task then exited with code ${status}`;
-      } else if (sigName) error = `killed by signal ${sigName}`;
-      else error = `exit code ${status}${status === 126 || status === 127 ? await this.stderrHint(h) : ''}`;
-    }
+    const error = exitError(status, oom, h.memory_limit_bytes, !oom && (status === 126 || status === 127) ? await stderrHint(h.dir, STDERR_LOG) : '');
     result = { exit_code: status, signal: sigName, oom_killed: oom, finished_at: finishedAt, error };
     this.results.set(ckey, result);
     await writeFile(jsonFile, JSON.stringify({ ...result, shim_pid: h.shim_pid }) + '\n').catch(() => undefined);

@@ -2,7 +2,6 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type WebSocket from 'ws';
 import { YunError } from '../../errors/errors.js';
-import { issueCertificate } from '../../pki/ca.js';
 import { GLOBAL } from '../../store/store.js';
 import { newId } from '../../util/ids.js';
 import type { AgentMessage, ManagerMessage } from '../../dispatcher/protocol.js';
@@ -68,6 +67,7 @@ export function agentRoutes(app: FastifyInstance, ctx: ManagerContext, deps: Age
     }
     let cert;
     try {
+      const { issueCertificate } = await import('../../pki/ca.js');
       cert = await issueCertificate({ certPem: ctx.config.caCertPem, keyPem: ctx.caKeyPem() }, { commonName: nodeId, organizationalUnit: role, hosts: [b.address], usage: 'both', publicKeyPem: b.public_key_pem });
     } catch (e) {
       throw new YunError('YUN_VALIDATION_FAILED', `public_key_pem is not an ECDSA P-256 public key (SPKI PEM): ${(e as Error).message}`);

@@ -10,6 +10,8 @@ import { clusterRoutes } from './cluster.js';
 import { agentRoutes } from './agent.js';
 import { serviceRoutes } from './services.js';
 import { taskRoutes } from './tasks.js';
+import { imageRoutes } from './images.js';
+import { doctorRoutes } from './doctor.js';
 
 export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, _known: unknown): Promise<void> {
   systemRoutes(app, ctx);
@@ -21,5 +23,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, 
   clusterRoutes(app, ctx);
   serviceRoutes(app, ctx);
   taskRoutes(app, ctx);
+  imageRoutes(app, ctx);
+  doctorRoutes(app, ctx);
   agentRoutes(app, ctx, { attach: (id, role, ch) => ctx.dispatcher.attach(id, role, ch) });
 }

@@ -10,6 +10,7 @@ import {
   principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
 } from '../http.js';
 import { checkQuota, type Quotas } from '../quotas.js';
+import { resolveImage } from './images.js';
 import type { LogLine } from '../../dispatcher/protocol.js';
 
 const spec: ListSpec = {
@@ -90,6 +91,19 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
   };
 
+  /** Resolve the image name to the digest tasks will run (pinned until the next update). */
+  const pinImage = async (s: ServiceSpec, projectId: string) => {
+    if (!s.task.image) { delete s.task.image_digest; return; }
+    const img = await resolveImage(ctx, projectId, s.task.image);
+    if (!img) {
+      throw new YunError('YUN_VALIDATION_FAILED', `Image "${s.task.image}" does not exist in this project`, {
+        hint: 'Import it (`yun image import FILE`, `yun image import-rootfs DIR --name N`) or pull it (`yun image pull REF`); `yun image ls` lists what there is.',
+        extra: { field: 'body/task/image' },
+      });
+    }
+    s.task.image_digest = img.data.digest as string;
+  };
+
   app.post('/v1/services', {
     config: { action: 'service.create' },
     schema: { tags: ['services'], summary: 'Create a service (swarm mode): replicated or global tasks from a command or an image.', querystring: noQuery, body: createServiceSchema, response: { 201: serviceSchema } },
@@ -100,6 +114,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     validateSpec(s, body);
     await checkNetworks(s, p.project.id);
     await checkPorts(s, p.project.id);
+    await pinImage(s, p.project.id);
     if (await ctx.store.getByName('service', p.project.id, body.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A service named "${body.name}" already exists in project "${p.project.name}"`, { hint: 'Choose another name, update the existing service (`yun service update`), or remove it first.' });
     }
@@ -163,6 +178,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       validateSpec(s, { replicas: d.spec.mode === 'global' ? input.replicas : undefined });
       await checkNetworks(s, svc.project_id);
       await checkPorts(s, svc.project_id, svc.id);
+      if (input.task?.image !== undefined || input.task?.force_update !== undefined || (s.task.image && !s.task.image_digest)) await pinImage(s, svc.project_id);
       const changedTasks = taskSpecChanged(d.spec, s);
       next = {
         ...d, spec: s,
@@ -171,6 +187,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         update_status: changedTasks ? { state: 'updating', started_at: now, message: 'update in progress' } : d.update_status,
       };
     }
+    if (JSON.stringify(next.spec) !== JSON.stringify(d.spec)) next.spec_changed_at = now;
     const usage = quotaUsage(next.spec, await nodeCount());
     const delta: Partial<Quotas> = { tasks: usage.tasks - d.quota_usage.tasks, cpu: usage.cpu - d.quota_usage.cpu, memory: usage.memory - d.quota_usage.memory };
     const project = (await ctx.store.get('project', svc.project_id))!;

@@ -1,0 +1,298 @@
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { YunError, notFound } from '../../errors/errors.js';
+import { newId } from '../../util/ids.js';
+import type { ImageRecord } from '../../images/oci.js';
+import { GLOBAL, type StoredObject } from '../../store/store.js';
+import type { ServiceData } from '../../services/spec.js';
+import type { ManagerContext } from '../context.js';
+import {
+  buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
+  principal, requireRole, toApi, type ListQueryInput, type ListSpec,
+} from '../http.js';
+import { nodeFromCertificate } from './agent.js';
+
+const spec: ListSpec = {
+  filters: { name: 'name', repository: 'repository', tag: 'tag', digest: 'digest' },
+  sortKeys: { name: 'name', created_at: 'created_at', size: 'size', id: 'id' },
+  defaultSort: 'name',
+};
+
+export const imageSchema = {
+  type: 'object',
+  properties: {
+    ...commonMeta,
+    repository: { type: 'string' }, tag: { type: 'string' }, digest: { type: 'string' }, size: { type: 'integer' },
+    os: { type: 'string' }, architecture: { type: 'string' }, source: { type: 'string' },
+    config: { type: 'object', additionalProperties: true }, layers: { type: 'array', items: { type: 'object', additionalProperties: true } },
+  },
+} as const;
+
+const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+/** `busybox` → busybox:latest; `reg:5000/a/b:1` stays; digests are kept apart. */
+export function normalizeImageName(ref: string): { name: string; repository: string; tag: string } {
+  const at = ref.indexOf('@');
+  const base = at >= 0 ? ref.slice(0, at) : ref;
+  const slash = base.lastIndexOf('/');
+  const colon = base.lastIndexOf(':');
+  const hasTag = colon > slash;
+  const repository = hasTag ? base.slice(0, colon) : base;
+  const tag = hasTag ? base.slice(colon + 1) : 'latest';
+  return { name: `${repository}:${tag}`, repository, tag };
+}
+
+const NAME_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+
+export function checkImageName(ref: string, field = 'name'): void {
+  if (!NAME_RE.test(ref) || ref.length > 255) {
+    throw new YunError('YUN_VALIDATION_FAILED', `"${ref}" is not a valid image name: lowercase letters, digits, separators (. _ -), path components with /, an optional :TAG`, { extra: { field } });
+  }
+}
+
+/** Image names in a project resolve to their record (by name, id, or digest). */
+export async function resolveImage(ctx: ManagerContext, projectId: string, ref: string): Promise<StoredObject | undefined> {
+  if (/^sha256:[0-9a-f]{64}$/.test(ref)) {
+    return (await ctx.store.list('image', { limit: 1, projects: [projectId], filters: [{ field: 'digest', op: 'eq', value: ref }] })).items[0];
+  }
+  const byId = await ctx.store.get('image', ref);
+  if (byId && byId.project_id === projectId) return byId;
+  const digestAt = ref.indexOf('@sha256:');
+  if (digestAt >= 0) {
+    const digest = ref.slice(digestAt + 1);
+    return (await ctx.store.list('image', { limit: 1, projects: [projectId], filters: [{ field: 'digest', op: 'eq', value: digest }] })).items[0];
+  }
+  return ctx.store.getByName('image', projectId, normalizeImageName(ref).name);
+}
+
+export function imageData(r: ImageRecord, name: string, source: string): Record<string, unknown> {
+  const { repository, tag } = normalizeImageName(name);
+  const c = r.config.config ?? {};
+  return {
+    repository, tag, digest: r.digest, size: r.size, os: r.config.os, architecture: r.config.architecture, source,
+    image_created: r.config.created ?? null,
+    config: { cmd: c.Cmd ?? [], entrypoint: c.Entrypoint ?? [], env: c.Env ?? [], workdir: c.WorkingDir ?? '', user: c.User ?? '', exposed_ports: Object.keys(c.ExposedPorts ?? {}) },
+    layers: r.manifest.layers.map((l) => ({ digest: l.digest, size: l.size, media_type: l.mediaType })),
+  };
+}
+
+export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+  const view = (o: StoredObject) => toApi(o);
+  const tmpDir = join(ctx.images.root, 'tmp');
+
+  /** Create or move `name` to point at the record (tags are names: re-importing moves them). */
+  const upsert = async (projectId: string, r: ImageRecord, name: string, source: string) => {
+    const data = imageData(r, name, source);
+    const norm = normalizeImageName(name).name;
+    const existing = await ctx.store.getByName('image', projectId, norm);
+    if (existing) return ctx.store.update({ kind: 'image', id: existing.id, version: existing.version, data });
+    return ctx.store.create({ kind: 'image', project_id: projectId, name: norm, data });
+  };
+
+  // Archives come as raw bytes: stream them to a file, never into memory.
+  for (const type of ['application/x-tar', 'application/octet-stream', 'application/gzip', 'application/x-gzip']) {
+    app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
+  }
+
+  const receive = async (req: FastifyRequest): Promise<string> => {
+    mkdirSync(tmpDir, { recursive: true });
+    const path = join(tmpDir, `upload-${newId()}`);
+    const body = req.body as NodeJS.ReadableStream | undefined;
+    if (!body || typeof (body as { pipe?: unknown }).pipe !== 'function') {
+      throw new YunError('YUN_UNSUPPORTED_MEDIA_TYPE', 'Send the archive as the raw body with Content-Type application/x-tar (or application/octet-stream)');
+    }
+    await pipeline(body, createWriteStream(path));
+    return path;
+  };
+
+  app.post('/v1/images/import', {
+    config: { action: 'image.import' },
+    bodyLimit: 64 * 1024 ** 3,
+    schema: {
+      tags: ['images'], summary: 'Import a `docker save` archive or an OCI image layout (tar), sent as the raw body.',
+      querystring: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', maxLength: 255, description: 'Name (repo:tag) for an image that has none in the archive.' } } },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'import images');
+    const q = req.query as { name?: string };
+    if (q.name) checkImageName(q.name);
+    const path = await receive(req);
+    try {
+      const records = await ctx.images.importArchive(path);
+      const out: Record<string, unknown>[] = [];
+      for (const r of records) {
+        const names = r.names.length ? r.names : q.name ? [q.name] : [];
+        if (names.length === 0) {
+          throw new YunError('YUN_VALIDATION_FAILED', `The archive's image ${r.digest} has no name`, { hint: 'Give one: `yun image import FILE --name REPO:TAG`.' });
+        }
+        for (const n of names) out.push(view(await upsert(p.project.id, r, n, 'import')));
+      }
+      req.auditTarget = out.map((o) => o.id).join(',');
+      reply.code(201);
+      return { items: out };
+    } finally {
+      rmSync(path, { force: true });
+    }
+  });
+
+  app.post('/v1/images/import-rootfs', {
+    config: { action: 'image.import' },
+    bodyLimit: 64 * 1024 ** 3,
+    schema: {
+      tags: ['images'], summary: 'Make an image from a plain root file system sent as a tar (gzip allowed), like `docker import`.',
+      querystring: {
+        type: 'object', additionalProperties: false, required: ['name'],
+        properties: {
+          name: { type: 'string', maxLength: 255 },
+          cmd: { type: 'array', items: { type: 'string' }, description: 'Default command (repeat for each word).' },
+          entrypoint: { type: 'array', items: { type: 'string' } },
+          env: { type: 'array', items: { type: 'string' } },
+          workdir: { type: 'string' },
+          user: { type: 'string' },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'import images');
+    const q = req.query as { name: string; cmd?: string[]; entrypoint?: string[]; env?: string[]; workdir?: string; user?: string };
+    checkImageName(q.name);
+    const path = await receive(req);
+    try {
+      const r = await ctx.images.importRootfs(path, { name: normalizeImageName(q.name).name, cmd: q.cmd, entrypoint: q.entrypoint, env: q.env, workdir: q.workdir, user: q.user });
+      const img = await upsert(p.project.id, r, q.name, 'rootfs');
+      req.auditTarget = img.id;
+      return created(reply, `/v1/images/${img.id}`, view(img));
+    } finally {
+      rmSync(path, { force: true });
+    }
+  });
+
+  app.post('/v1/images/pull', {
+    config: { action: 'image.pull' },
+    schema: {
+      tags: ['images'], summary: 'Pull an image from a registry (OCI distribution API). The answer streams NDJSON progress lines, then {"image": …} or {"error": …}.',
+      querystring: noQuery,
+      body: {
+        type: 'object', additionalProperties: false, required: ['ref'],
+        properties: {
+          ref: { type: 'string', minLength: 1, maxLength: 500 },
+          ca_pem: { type: 'string', maxLength: 100_000, description: 'CA certificate(s) the registry\'s certificate chains to.' },
+          insecure: { type: 'boolean', default: false, description: 'Allow plain HTTP and unverified TLS (test registries only).' },
+          username: { type: 'string', maxLength: 500 },
+          password: { type: 'string', maxLength: 5000 },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'pull images');
+    const b = req.body as { ref: string; ca_pem?: string; insecure: boolean; username?: string; password?: string };
+    const { pullImage, parseReference } = await import('../../images/registry.js');
+    const parsed = parseReference(b.ref);
+    reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'x-request-id': req.id, 'cache-control': 'no-store' });
+    const send = (o: unknown) => reply.raw.write(`${JSON.stringify(o)}\n`);
+    try {
+      const r = await pullImage(ctx.images, b.ref, {
+        caPem: b.ca_pem, insecure: b.insecure, username: b.username, password: b.password,
+        progress: (e) => send({ progress: e }),
+      });
+      const img = await upsert(p.project.id, r, parsed.name, 'pull');
+      req.auditTarget = img.id;
+      send({ image: view(img) });
+    } catch (e) {
+      const y = e instanceof YunError ? e : new YunError('YUN_INTERNAL', (e as Error).message);
+      req.errorCode = y.code;
+      send(y.toBody(req.id));
+    }
+    reply.raw.end();
+    return reply;
+  });
+
+  app.get('/v1/images', {
+    schema: { tags: ['images'], summary: 'List images.', querystring: listQuerySchema(spec, { projectScoped: true }), response: { 200: listResponseSchema(imageSchema) } },
+  }, async (req) => {
+    const q = req.query as ListQueryInput;
+    return listBody(req, await ctx.store.list('image', buildListQuery(q, spec, listProjects(req, q))), view);
+  });
+
+  const find = async (req: FastifyRequest, ref: string) => {
+    const p = principal(req);
+    const img = (await resolveImage(ctx, p.project.id, ref)) ?? (await findInProjects(ctx.store, 'image', ref, [p.project.id]));
+    if (!img) throw notFound('image', ref);
+    return img;
+  };
+
+  app.get('/v1/images/:id', {
+    schema: { tags: ['images'], summary: 'Show an image (by id, name or digest).', params: idParams, querystring: noQuery, response: { 200: imageSchema } },
+  }, async (req) => view(await find(req, (req.params as { id: string }).id)));
+
+  app.post('/v1/images/:id/tags', {
+    config: { action: 'image.tag' },
+    schema: {
+      tags: ['images'], summary: 'Give an image another name (repo:tag); an existing name moves to this image.', params: idParams, querystring: noQuery,
+      body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', maxLength: 255 } } },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'tag images');
+    const img = await find(req, (req.params as { id: string }).id);
+    const { name } = req.body as { name: string };
+    checkImageName(name);
+    const norm = normalizeImageName(name);
+    const data = { ...img.data, repository: norm.repository, tag: norm.tag };
+    const existing = await ctx.store.getByName('image', p.project.id, norm.name);
+    const out = existing
+      ? await ctx.store.update({ kind: 'image', id: existing.id, version: existing.version, data })
+      : await ctx.store.create({ kind: 'image', project_id: p.project.id, name: norm.name, data });
+    req.auditTarget = out.id;
+    return created(reply, `/v1/images/${out.id}`, view(out));
+  });
+
+  app.delete('/v1/images/:id', {
+    config: { action: 'image.delete' },
+    schema: { tags: ['images'], summary: 'Remove an image name; the content goes with the last name. Refused while a service uses it.', params: idParams, querystring: noQuery },
+  }, async (req, reply) => {
+    requireRole(req, 'member', 'remove images');
+    const img = await find(req, (req.params as { id: string }).id);
+    req.auditTarget = img.id;
+    const digest = img.data.digest as string;
+    const sameDigest = (await ctx.store.list('image', { limit: 1000, filters: [{ field: 'digest', op: 'eq', value: digest }] })).items;
+    const services = (await ctx.store.list('service', { limit: 100000, projects: [img.project_id] })).items;
+    const users = services.filter((s) => {
+      const t = (s.data as ServiceData).spec.task;
+      return (t.image && normalizeImageName(t.image).name === img.name) || (sameDigest.length === 1 && t.image_digest === digest);
+    });
+    if (users.length) {
+      throw new YunError('YUN_IN_USE', `Image ${img.name} is used by service${users.length > 1 ? 's' : ''} ${users.map((s) => `"${s.name}"`).join(', ')}`, { hint: 'Remove those services, or update them to another image, first.' });
+    }
+    await ctx.store.delete({ kind: 'image', id: img.id });
+    if (sameDigest.length <= 1) {
+      const keep = (await ctx.store.list('image', { limit: 100000 })).items.map((i) => i.data.digest as string);
+      await ctx.images.remove(digest, keep);
+    }
+    reply.code(204);
+  });
+
+  // ---- blobs, for agents (mutual TLS with a node certificate) ---------------------------------------
+
+  app.get('/v1/images/blobs/:digest', {
+    config: { auth: false },
+    schema: {
+      tags: ['images'], summary: 'A blob of the image store, for agents fetching images (mutual TLS with a node certificate).',
+      params: { type: 'object', additionalProperties: false, required: ['digest'], properties: { digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' } } },
+      querystring: noQuery,
+    },
+    onRequest: async (req: FastifyRequest) => {
+      const { nodeId } = nodeFromCertificate(req);
+      if (!(await ctx.store.get('node', nodeId))) throw new YunError('YUN_NODE_REMOVED', `Node ${nodeId} was removed from the cluster`);
+    },
+  }, async (req, reply) => {
+    const { digest } = req.params as { digest: string };
+    if (!ctx.images.hasBlob(digest)) throw new YunError('YUN_NOT_FOUND', `The manager has no blob ${digest}`, { hint: 'Import or pull the image on the manager again.' });
+    const { createReadStream, statSync } = await import('node:fs');
+    const path = ctx.images.blobPath(digest);
+    reply.header('content-type', 'application/octet-stream').header('content-length', String(statSync(path).size)).header('docker-content-digest', digest);
+    return reply.send(createReadStream(path));
+  });
+  void GLOBAL;
+}
