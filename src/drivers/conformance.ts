@@ -6,6 +6,9 @@
  * `sleep`, `true`, `kill`, `printf`. Image drivers pass `image`; the process driver runs them from the
  * host and sets `hostFilesystem` so host temp dirs can serve as working directories.
  *
+ * Image drivers (`image` set) also show their isolation: the hostname is the task name and a task
+ * sees only its own processes (checked with shell built-ins only).
+ *
  * Tests that need root or cgroups skip with the reason, unless YUN_REQUIRE_ALL=1 (CI) makes that a
  * failure. Every test stops and destroys what it started, even when it fails, and uses temp dirs.
  */
