@@ -19,10 +19,10 @@ export interface CloudProcess {
 }
 
 export async function startCloudProcess(dataDir: string, extraArgs: string[] = []): Promise<CloudProcess> {
-  const child = spawn(process.execPath, [YUN_BIN, 'up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [YUN_BIN, 'up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', process.env.YUN_BENCH_LOG_LEVEL ?? 'warn', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); if (process.env.YUN_BENCH_DEBUG) process.stderr.write(`[yun up] ${c.toString()}`); });
   const deadline = Date.now() + 30_000;
   let url: string | undefined;
   while (!url) {

@@ -45,6 +45,17 @@ export class Dispatcher {
   private doctors = new Map<string, (checks: import('../doctor/checks.js').CheckResult[]) => void>();
   private execs = new Map<string, (r: { exit_code: number; stdout: string; stderr: string; error?: string }) => void>();
   private readonly startedAt: number;
+  private readyHooks: ((nodeId: string, send: (m: ManagerMessage) => void) => void)[] = [];
+
+  /** Called when an agent's session is ready (after its assignments), with a way to message it. */
+  onSessionReady(fn: (nodeId: string, send: (m: ManagerMessage) => void) => void): void {
+    this.readyHooks.push(fn);
+  }
+
+  /** Send a message to every ready agent. */
+  broadcast(m: ManagerMessage): void {
+    for (const s of this.sessions.values()) if (s.ready) s.channel.send(m);
+  }
 
   constructor(
     private store: Store,
@@ -111,6 +122,7 @@ export class Dispatcher {
         const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
         s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
         s.ready = true;
+        for (const f of this.readyHooks) f(s.nodeId, (msg) => s.channel.send(msg));
         this.log.info({ node_id: s.nodeId, tasks: tasks.length }, 'agent session ready');
         return;
       }

@@ -26,6 +26,7 @@ export type AgentMessage =
 export type ManagerMessage =
   | { type: 'welcome'; heartbeat_ms: number; node_id: string; manager_version: string; manager_time: number }
   | { type: 'doctor_request'; req_id: string; cluster_hosts: string[] }
+  | import('../dataplane/controller.js').EndpointsMessage
   | { type: 'assignments'; tasks: { id: string; data: TaskData }[] }
   | { type: 'task'; id: string; data: TaskData }
   | { type: 'task_removed'; id: string }

@@ -201,8 +201,6 @@ export class TarSource extends ArchiveSource {
           const h = new HashingStream();
           await pipeline(entryBody(e), h, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
           this.links.delete(rel);
-          const prev = this.files.get(rel);
-          if (prev) await rm(prev.tmp, { force: true });
           this.files.set(rel, { tmp, digest: h.digest(), size: h.bytes });
           return;
         }

@@ -355,6 +355,7 @@ describe('image store', () => {
     busyboxRootfs(tree);
     writeFileSync(join(tree, 'bin', 'setuid-thing'), 'x', { mode: 0o4711 });
     execFileSync('chmod', ['4711', join(tree, 'bin', 'setuid-thing')]);
+    execFileSync('mkfifo', [join(tree, 'tmp', 'fifo')]); // special files of a directory are left out
     const rec = await store.importRootfs(tree, { name: 'busybox', cmd: ['sh', '-c', 'echo hi'], env: ['A=1'], workdir: '/root', user: '0' });
     assert.deepEqual(rec.names, ['busybox:latest']);
     assert.equal(rec.manifest.layers.length, 1);
@@ -369,6 +370,7 @@ describe('image store', () => {
     assert.equal(mode(join(rf, 'bin/busybox')), 0o755);
     assert.equal(mode(join(rf, 'bin/setuid-thing')), 0o4711);
     assert.equal(mode(join(rf, 'tmp')), 0o1777);
+    assert.deepEqual(readdirSync(join(rf, 'tmp')), []);
     assert.equal(readlinkSync(join(rf, 'bin/sh')), '/bin/busybox');
     assert.equal(readlinkSync(join(rf, 'usr/bin/env')), '../../bin/busybox');
     assert.equal(statSync(join(rf, 'etc/passwd')).mtime.getTime(), Math.floor(statSync(join(tree, 'etc/passwd')).mtimeMs / 1000) * 1000);
@@ -393,6 +395,8 @@ describe('image store', () => {
     await rejects(store.importRootfs(tree, { name: 'Bad Name' }), 'YUN_VALIDATION_FAILED');
     writeFileSync(join(dir, 'not.tar'), 'definitely not a tar archive '.repeat(40));
     await rejects(store.importRootfs(join(dir, 'not.tar'), { name: 'x' }), 'YUN_IMAGE_INVALID', 'not.tar');
+    writeFileSync(join(dir, 'evil.tar'), tarBuffer([{ path: 'ok', data: 'x' }, { path: '../evil', data: 'x' }]));
+    await rejects(store.importRootfs(join(dir, 'evil.tar'), { name: 'x' }), 'YUN_UNSAFE_LAYER', '"../evil"', 'layer 1/1');
     assert.deepEqual(listAll(store.root), before);
   });
 
@@ -577,5 +581,13 @@ describe('image store', () => {
     assert.ok(store.hasBlob(kept.digest));
     const d = await store.atomically(async (sink) => (await sink.putBlob(Buffer.from('committed'))).digest);
     assert.ok(store.hasBlob(d));
+
+    // Leftovers of a crash in tmp/ go at start-up; fresh ones (someone else's work) stay.
+    mkdirSync(join(store.tmpDir, 'import-old'));
+    writeFileSync(join(store.tmpDir, 'import-old', 'f'), 'x');
+    execFileSync('touch', ['-d', '2 hours ago', join(store.tmpDir, 'import-old')]);
+    writeFileSync(join(store.tmpDir, 'upload-new'), 'x');
+    assert.equal(await store.cleanTemp(), 1);
+    assert.deepEqual(readdirSync(store.tmpDir), ['upload-new']);
   });
 });

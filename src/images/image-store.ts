@@ -10,7 +10,7 @@
  * unless they were in the store before or another running import uses them too.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve as resolvePath } from 'node:path';
 import { type Readable } from 'node:stream';
@@ -25,6 +25,7 @@ import { normalizeImageName, repositoryFromFileName } from './names.js';
 import { importOciLayout } from './oci-layout.js';
 import { MT, type ImageConfig, type ImageRecord, type Manifest } from './oci.js';
 import type { ImageStoreApi, ImportProgress } from './store.js';
+import { LayerScanner } from './scan.js';
 import { readTar, TarFormatError } from './tar-stream.js';
 import { layerName, RootfsBuilder, type LayerLabel } from './unpack.js';
 
@@ -47,6 +48,9 @@ export interface ImportRootfsOptions {
 
 /** PATH of images made by importRootfs when no env is given (Docker's default). */
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Layers made by importRootfs: fast gzip (level 1 is ~2x faster than 6 and only a few % larger here). */
+const GZIP_LEVEL = 1;
 
 const rand = () => randomBytes(6).toString('hex');
 
@@ -261,20 +265,23 @@ export class ImageStore implements ImageStoreApi {
         const diff = new HashingStream();
         const top = (await readdir(path)).sort();
         const tarStream: AsyncIterable<Buffer> = top.length
-          ? entryBody(tarCreate({ cwd: path, portable: false, strict: true, filter: (_p, st) => !('isSocket' in st && st.isSocket()) }, top) as never)
+          ? entryBody(tarCreate({ cwd: path, portable: false, strict: true, filter: (_p, st) => !('isSocket' in st) || st.isFile() || st.isDirectory() || st.isSymbolicLink() }, top) as never)
           : (async function* () { yield Buffer.alloc(1024); })();
-        await pipeline(tarStream, diff, zlib.createGzip(), blob, createWriteStream(layerTmp, { mode: 0o600 }));
+        await pipeline(tarStream, diff, zlib.createGzip({ level: GZIP_LEVEL }), blob, createWriteStream(layerTmp, { mode: 0o600 }));
         diffId = diff.digest();
       } else {
         const comp = compressionOf(await firstBytes(path));
         if (comp === 'zstd') throw invalidImage(`${path} is zstd-compressed; use a tar or a tar.gz`);
         if (comp === 'gzip') await pipeline(createReadStream(path), blob, createWriteStream(layerTmp, { mode: 0o600 }));
-        else await pipeline(createReadStream(path), zlib.createGzip(), blob, createWriteStream(layerTmp, { mode: 0o600 }));
-        // Check it is a tar before making an image of it, computing its diff_id on the way.
+        else await pipeline(createReadStream(path), zlib.createGzip({ level: GZIP_LEVEL }), blob, createWriteStream(layerTmp, { mode: 0o600 }));
+        // Check it is a tar that unpacks safely before making an image of it, computing its diff_id on the way.
         const diff = new HashingStream();
+        const scanner = new LayerScanner(this.privileged);
+        scanner.beginLayer({ digest: blob.digest(), index: 1, count: 1 });
         try {
-          await readTar(createReadStream(layerTmp), [zlib.createGunzip(), diff], () => {});
+          await readTar(createReadStream(layerTmp), [zlib.createGunzip(), diff], (e) => scanner.entry(e));
         } catch (e) {
+          if (e instanceof YunError) throw e;
           throw invalidImage(`${path} is not a ${comp === 'gzip' ? 'gzip-compressed ' : ''}tar archive of a root file system: ${(e as Error).message}`);
         }
         diffId = diff.digest();
@@ -466,9 +473,10 @@ export class ImageStore implements ImageStoreApi {
     const mine = await this.blobsOf(manifestDigest);
     const kept = new Set<string>();
     for (const k of keep) if (isDigest(k)) for (const b of await this.blobsOf(k)) kept.add(b);
+    // Check and unlink without yielding, so a running import cannot start using a blob in between.
     for (const b of mine) {
       if (kept.has(b) || this.pins.has(b.slice(7))) continue;
-      await rm(this.blobPath(b), { force: true });
+      rmSync(this.blobPath(b), { force: true });
     }
   }
 

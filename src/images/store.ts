@@ -22,7 +22,7 @@ export interface ImageStoreApi {
   /** Store a blob from a stream, verifying `expected` if given; atomic. Throws a YunError naming the digest on mismatch. */
   putBlob(source: NodeJS.ReadableStream | Buffer, expected?: { digest?: string; size?: number }): Promise<{ digest: string; size: number }>;
   /** Import a `docker save` archive, an OCI image layout (directory or tar); auto-detected. Nothing half-imported remains on failure. */
-  importArchive(path: string, progress?: ImportProgress): Promise<ImageRecord[]>;
+  importArchive(path: string, progress?: ImportProgress, opts?: { repository?: string }): Promise<ImageRecord[]>;
   /** Make an image of a plain root file system (directory or tar, gzip allowed), like `docker import`. */
   importRootfs(path: string, opts: { name: string; cmd?: string[]; entrypoint?: string[]; env?: string[]; workdir?: string; user?: string }): Promise<ImageRecord>;
   /** Parse an image whose blobs are all present. */

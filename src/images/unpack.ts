@@ -21,8 +21,10 @@
  * best effort, directories' last (their content changes them). Extended attributes are not applied.
  */
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import {
+  chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync,
+  readlinkSync, rmSync, symlinkSync, utimesSync, writeSync, type Stats,
+} from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ReadEntry } from 'tar';
@@ -94,15 +96,23 @@ export class RootfsBuilder {
   readonly privileged: boolean;
   /** Relative paths known to be real directories (not links) in the tree being built. */
   private dirs = new Set<string>(['']);
+  /** Directories this builder made, and every path it made: a path in a made directory that is not
+   * in `made` does not exist, so there is nothing to look up or remove (the common case). */
+  private madeDirs = new Set<string>(['']);
+  private made = new Set<string>();
   /** Directory metadata, applied once at the end (deepest first). */
   private dirMeta = new Map<string, DirMeta>();
   /** Paths the current layer created (with their parents): whiteouts do not remove them. */
   private current = new Set<string>();
   private layer: LayerLabel = { digest: '', index: 0, count: 0 };
+  private readonly asRootOwner: boolean;
   entries = 0;
 
   constructor(readonly root: string, opts: RootfsBuilderOptions = {}) {
     this.privileged = opts.privileged ?? (typeof process.getuid === 'function' && process.getuid() === 0);
+    // New files belong to root:root already when we are root (directories get their modes, setgid
+    // included, only at the end): no chown needed for entries owned by 0:0.
+    this.asRootOwner = process.geteuid?.() === 0 && process.getegid?.() === 0;
   }
 
   /** Start a layer: entries from now on belong to it. */
@@ -116,37 +126,58 @@ export class RootfsBuilder {
   }
 
   /** Forget what we knew about `rel` and everything below it (it was removed). */
-  private forget(rel: string): void {
+  private forget(rel: string, wasDir: boolean): void {
+    this.made.delete(rel);
+    if (!wasDir) return;
     const prefix = `${rel}/`;
-    for (const d of this.dirs) if (d === rel || d.startsWith(prefix)) this.dirs.delete(d);
+    for (const set of [this.dirs, this.madeDirs, this.made]) for (const d of set) if (d === rel || d.startsWith(prefix)) set.delete(d);
     for (const d of this.dirMeta.keys()) if (d === rel || d.startsWith(prefix)) this.dirMeta.delete(d);
+  }
+
+  private lstat(rel: string): Stats | undefined {
+    try {
+      return lstatSync(this.abs(rel));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
   }
 
   /**
    * Make sure every component of `parts` is a real directory (never a symlink); missing ones are
    * created when `create`, else false is returned.
    */
-  private async parents(parts: string[], raw: string, create: boolean): Promise<boolean> {
+  private parents(parts: string[], raw: string, create: boolean): boolean {
     let cur = '';
+    let parent = '';
     for (const c of parts) {
       cur = cur ? `${cur}/${c}` : c;
-      if (this.dirs.has(cur)) continue;
-      let st;
-      try {
-        st = await lstat(this.abs(cur));
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (this.dirs.has(cur)) {
+        parent = cur;
+        continue;
+      }
+      const st = this.madeDirs.has(parent) && !this.made.has(cur) ? undefined : this.lstat(cur);
+      if (!st) {
         if (!create) return false;
-        await mkdir(this.abs(cur), 0o755);
+        mkdirSync(this.abs(cur), 0o755);
         this.dirs.add(cur);
+        this.madeDirs.add(cur);
+        this.made.add(cur);
+        parent = cur;
         continue;
       }
       if (st.isSymbolicLink()) {
-        const target = await readlink(this.abs(cur)).catch(() => '?');
+        let target = '?';
+        try {
+          target = readlinkSync(this.abs(cur));
+        } catch {
+          /* unreadable */
+        }
         throw unsafeEntry(this.layer, raw, `would be written through "${cur}", a symbolic link (to "${target}"); links are never followed while unpacking`);
       }
       if (!st.isDirectory()) throw invalidEntry(this.layer, raw, `needs "${cur}" to be a directory, but it is a file`);
       this.dirs.add(cur);
+      parent = cur;
     }
     return true;
   }
@@ -159,23 +190,29 @@ export class RootfsBuilder {
     }
   }
 
-  /** Remove whatever is at `rel` (a directory with its content); the path's parents are checked already. */
-  private async clear(rel: string, keepDir: boolean): Promise<'none' | 'dir' | 'other'> {
-    let st;
-    try {
-      st = await lstat(this.abs(rel));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
-      throw e;
-    }
+  /** Remove whatever is at `rel` (a directory with its content, unless `keepDir`); parents are checked already. */
+  private clear(rel: string, parent: string, keepDir: boolean): 'none' | 'dir' {
+    if (this.madeDirs.has(parent) && !this.made.has(rel)) return 'none';
+    const st = this.lstat(rel);
+    if (!st) return 'none';
     if (st.isDirectory()) {
       if (keepDir) return 'dir';
-      await rm(this.abs(rel), { recursive: true, force: true });
-      this.forget(rel);
+      rmSync(this.abs(rel), { recursive: true, force: true });
+      this.forget(rel, true);
       return 'none';
     }
-    await rm(this.abs(rel), { force: true });
+    rmSync(this.abs(rel), { force: true });
+    this.forget(rel, false);
     return 'none';
+  }
+
+  private own(p: string, e: ReadEntry, fd?: number): void {
+    if (!this.privileged) return;
+    const uid = e.uid ?? 0;
+    const gid = e.gid ?? 0;
+    if (uid === 0 && gid === 0 && this.asRootOwner) return;
+    if (fd !== undefined) fchownSync(fd, uid, gid);
+    else lchownSync(p, uid, gid);
   }
 
   async entry(e: ReadEntry): Promise<void> {
@@ -184,6 +221,7 @@ export class RootfsBuilder {
     const parts = entryComponents(raw, this.layer);
     const base = parts[parts.length - 1] ?? '';
     const dirParts = parts.slice(0, -1);
+    const parent = dirParts.join('/');
 
     if (base.startsWith(WH)) return this.whiteout(raw, dirParts, base);
 
@@ -194,14 +232,18 @@ export class RootfsBuilder {
       return;
     }
     const rel = parts.join('/');
-    await this.parents(dirParts, raw, true);
+    this.parents(dirParts, raw, true);
     this.mark(parts);
     const p = this.abs(rel);
 
     switch (e.type) {
       case 'Directory':
       case 'GNUDumpDir': {
-        if ((await this.clear(rel, true)) === 'none') await mkdir(p, 0o755);
+        if (this.clear(rel, parent, true) === 'none') {
+          mkdirSync(p, 0o755);
+          this.madeDirs.add(rel);
+          this.made.add(rel);
+        }
         this.dirs.add(rel);
         this.dirMeta.set(rel, this.meta(e, 0o755));
         return;
@@ -209,48 +251,51 @@ export class RootfsBuilder {
       case 'File':
       case 'OldFile':
       case 'ContiguousFile': {
-        await this.clear(rel, false);
-        const fh = await open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        this.clear(rel, parent, false);
+        const fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        this.made.add(rel);
         try {
           let n = 0;
           for await (const chunk of e as AsyncIterable<Buffer>) {
             n += chunk.length;
-            await fh.write(chunk);
+            for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off);
           }
           if (n !== e.size) throw invalidEntry(this.layer, raw, `has ${n} bytes of content where its header says ${e.size}`);
-          if (this.privileged) await fh.chown(e.uid ?? 0, e.gid ?? 0);
-          await fh.chmod((e.mode ?? 0o644) & 0o7777);
-          if (e.mtime) await fh.utimes(e.mtime, e.mtime).catch(() => {});
+          this.own(p, e, fd);
+          fchmodSync(fd, (e.mode ?? 0o644) & 0o7777);
+          if (e.mtime) futimesSync(fd, e.mtime, e.mtime);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
         return;
       }
       case 'SymbolicLink': {
         if (!e.linkpath) throw invalidEntry(this.layer, raw, 'is a symbolic link without a target');
         if (e.linkpath.includes('\0')) throw unsafeEntry(this.layer, raw, 'has a NUL byte in its link target');
-        await this.clear(rel, false);
-        await symlink(e.linkpath, p);
-        if (this.privileged) await lchown(p, e.uid ?? 0, e.gid ?? 0);
-        if (e.mtime) await lutimes(p, e.mtime, e.mtime).catch(() => {});
+        this.clear(rel, parent, false);
+        symlinkSync(e.linkpath, p);
+        this.made.add(rel);
+        this.own(p, e);
+        if (e.mtime) {
+          try {
+            lutimesSync(p, e.mtime, e.mtime);
+          } catch {
+            /* best effort */
+          }
+        }
         return;
       }
       case 'Link': {
         const target = entryComponents(e.linkpath ?? '', this.layer, 'hard link target', raw);
         const trel = target.join('/');
         if (target.length === 0) throw unsafeEntry(this.layer, raw, 'is a hard link to the root directory');
-        const ok = await this.parents(target.slice(0, -1), raw, false);
-        let st;
-        try {
-          st = ok ? await lstat(this.abs(trel)) : undefined;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        }
+        const st = this.parents(target.slice(0, -1), raw, false) ? this.lstat(trel) : undefined;
         if (!st) throw unsafeEntry(this.layer, raw, `is a hard link to "${e.linkpath}", which does not exist in the image`);
         if (st.isDirectory()) throw unsafeEntry(this.layer, raw, `is a hard link to "${e.linkpath}", a directory`);
         if (trel === rel) return;
-        await this.clear(rel, false);
-        await link(this.abs(trel), p);
+        this.clear(rel, parent, false);
+        linkSync(this.abs(trel), p);
+        this.made.add(rel);
         return;
       }
       case 'CharacterDevice':
@@ -258,17 +303,19 @@ export class RootfsBuilder {
         if (!this.privileged) {
           throw unsafeEntry(this.layer, raw, `is a ${e.type === 'CharacterDevice' ? 'character' : 'block'} device node, which is only created when running as root`);
         }
-        await this.clear(rel, false);
+        this.clear(rel, parent, false);
         const h = e.header as unknown as { devmaj?: number; devmin?: number };
         const mode = ((e.mode ?? 0o600) & 0o7777).toString(8);
         await run('mknod', ['-m', mode, p, e.type === 'CharacterDevice' ? 'c' : 'b', String(h.devmaj ?? 0), String(h.devmin ?? 0)]);
-        await this.finishSpecial(p, e);
+        this.made.add(rel);
+        this.finishSpecial(p, e);
         return;
       }
       case 'FIFO': {
-        await this.clear(rel, false);
+        this.clear(rel, parent, false);
         await run('mkfifo', ['-m', ((e.mode ?? 0o644) & 0o7777).toString(8), p]);
-        await this.finishSpecial(p, e);
+        this.made.add(rel);
+        this.finishSpecial(p, e);
         return;
       }
       default:
@@ -276,37 +323,34 @@ export class RootfsBuilder {
     }
   }
 
-  private async finishSpecial(p: string, e: ReadEntry): Promise<void> {
-    if (this.privileged) await lchown(p, e.uid ?? 0, e.gid ?? 0);
-    await chmod(p, (e.mode ?? 0o644) & 0o7777);
-    if (e.mtime) await utimes(p, e.mtime, e.mtime).catch(() => {});
+  private finishSpecial(p: string, e: ReadEntry): void {
+    this.own(p, e);
+    chmodSync(p, (e.mode ?? 0o644) & 0o7777);
+    if (e.mtime) utimesSync(p, e.mtime, e.mtime);
   }
 
   private meta(e: ReadEntry, dflt: number): DirMeta {
     return { mode: (e.mode ?? dflt) & 0o7777, uid: e.uid, gid: e.gid, mtime: e.mtime };
   }
 
-  private async whiteout(raw: string, dirParts: string[], base: string): Promise<void> {
+  private whiteout(raw: string, dirParts: string[], base: string): void {
     // Whiteouts act on the lower layers only; the directory they are in must exist without links.
-    if (!(await this.parents(dirParts, raw, false))) return;
+    if (!this.parents(dirParts, raw, false)) return;
     const dir = dirParts.join('/');
-    if (base === OPAQUE) {
-      await this.opaque(dir);
-      return;
-    }
+    if (base === OPAQUE) return this.opaque(dir);
     if (base.startsWith(`${WH}${WH}`)) return; // other aufs metadata (.wh..wh.plnk, …): nothing to apply
     const name = base.slice(WH.length);
     if (name === '' || name === '.' || name === '..') throw unsafeEntry(this.layer, raw, 'is a whiteout of no valid name');
     const rel = dir ? `${dir}/${name}` : name;
     if (this.current.has(rel)) return;
-    await this.clear(rel, false);
+    this.clear(rel, dir, false);
   }
 
   /** Remove everything below `dir` that the current layer did not add. */
-  private async opaque(dir: string): Promise<void> {
+  private opaque(dir: string): void {
     let names: string[];
     try {
-      names = await readdir(this.abs(dir));
+      names = readdirSync(this.abs(dir));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw e;
@@ -314,11 +358,11 @@ export class RootfsBuilder {
     for (const n of names) {
       const rel = dir ? `${dir}/${n}` : n;
       if (this.current.has(rel)) {
-        const st = await lstat(this.abs(rel));
-        if (st.isDirectory()) await this.opaque(rel);
+        if (this.lstat(rel)?.isDirectory()) this.opaque(rel);
       } else {
-        await rm(this.abs(rel), { recursive: true, force: true });
-        this.forget(rel);
+        const wasDir = this.lstat(rel)?.isDirectory() ?? false;
+        rmSync(this.abs(rel), { recursive: true, force: true });
+        this.forget(rel, wasDir);
       }
     }
   }
@@ -329,12 +373,11 @@ export class RootfsBuilder {
     const dirs = [...this.dirMeta.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
     for (const [rel, m] of dirs) {
       const p = this.abs(rel);
-      const st = await lstat(p).catch(() => undefined);
-      if (!st?.isDirectory()) continue;
-      if (this.privileged) await lchown(p, m.uid ?? 0, m.gid ?? 0);
-      await chmod(p, m.mode);
-      if (m.mtime) await utimes(p, m.mtime, m.mtime).catch(() => {});
+      if (!this.lstat(rel)?.isDirectory()) continue;
+      if (this.privileged) lchownSync(p, m.uid ?? 0, m.gid ?? 0);
+      chmodSync(p, m.mode);
+      if (m.mtime) utimesSync(p, m.mtime, m.mtime);
     }
-    if (!this.dirMeta.has('')) await chmod(this.root, 0o755);
+    if (!this.dirMeta.has('')) chmodSync(this.root, 0o755);
   }
 }

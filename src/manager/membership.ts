@@ -21,6 +21,8 @@ export interface NodeData {
   agent_version: string;
   platform: { os: string; arch: string; kernel: string };
   last_heartbeat: string | null;
+  /** Second octet of this node's loopback VIPs (127.<octet>.x.y): unique per node, so several nodes on one machine never collide. */
+  vip_octet?: number;
 }
 
 const TOKEN_RE = /^YUN-1-([0-9a-f]{64})-([A-Za-z0-9_-]{30,60})$/;
@@ -97,7 +99,7 @@ export class Membership {
         }
         const data: NodeData = {
           ...info, labels: info.labels ?? {}, availability: 'active', status: 'ready', status_message: '',
-          last_heartbeat: new Date(now).toISOString(),
+          last_heartbeat: new Date(now).toISOString(), vip_octet: await this.freeVipOctet(),
         };
         return await this.store.create({ kind: 'node', id, project_id: GLOBAL, name: await this.freeNodeName(info.hostname, info.address), data: data as unknown as Record<string, unknown> });
       } catch (e) {
@@ -105,6 +107,13 @@ export class Membership {
         throw e;
       }
     }
+  }
+
+  /** The lowest second octet (100…254) no node uses yet for its loopback VIPs. */
+  async freeVipOctet(): Promise<number> {
+    const used = new Set((await this.store.list('node', { limit: 100000 })).items.map((n) => Number(n.data.vip_octet)));
+    for (let o = 100; o <= 254; o++) if (!used.has(o)) return o;
+    return 100 + Math.floor(Math.random() * 155);
   }
 
   /** Node names are unique: the hostname, or hostname-address when two nodes share a host. */

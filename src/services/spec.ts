@@ -99,6 +99,8 @@ export interface ServiceData extends Record<string, unknown> {
   previous_spec: ServiceSpec | null;
   update_status: UpdateStatus | null;
   quota_usage: { tasks: number; cpu: number; memory: number };
+  /** The service's VIP index (see src/dataplane/endpoints.ts). */
+  vip_index?: number;
   /** When the spec last changed (restart policies count from there). */
   spec_changed_at?: string;
 }

@@ -118,6 +118,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const orchestrator = new Orchestrator(store, clock, log.child({ component: 'orchestrator' }));
     const scheduler = new SchedulerRunner(store, clock, log.child({ component: 'scheduler' }));
     const images = new ImageStore(join(realDir, 'images'));
+    await images.cleanTemp().catch(() => 0); // leftovers of a crash during an import
     const ctx: ManagerContext = {
       store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler, images,
       caKeyPem: () => pki.ca.keyPem,

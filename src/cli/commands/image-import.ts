@@ -22,7 +22,8 @@ export default defineCommand({
     } else {
       body = createReadStream(i.file);
     }
-    const r = await ctx.client().upload<{ items: Record<string, unknown>[] }>('/v1/images/import', { name: i.name }, body, { onProgress: (n) => meter.update(n) });
+    const { basename, resolve } = await import('node:path');
+    const r = await ctx.client().upload<{ items: Record<string, unknown>[] }>('/v1/images/import', { name: i.name, filename: basename(resolve(i.file)) }, body, { onProgress: (n) => meter.update(n) });
     meter.done();
     if (i.json) return ctx.out.json(r.body.items);
     for (const img of r.body.items) ctx.out.line(`Loaded image: ${String(img.name)} (${String(img.digest)})`);

@@ -544,6 +544,8 @@ export class ProcessDriver implements Driver {
   }
 
   private signal(pid: number, sig: NodeJS.Signals | number): void {
+    // Never 0, 1 or -1: kill(0) would signal our own process group, kill(-1) every process.
+    if (!Number.isSafeInteger(pid) || (pid >= -1 && pid <= 1)) return;
     try {
       process.kill(pid, sig);
     } catch {

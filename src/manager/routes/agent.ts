@@ -78,6 +78,7 @@ export function agentRoutes(app: FastifyInstance, ctx: ManagerContext, deps: Age
         data: {
           hostname: b.hostname, address: b.address, role, availability: 'active', status: 'unknown', status_message: 'joined; waiting for the agent session',
           labels: {}, resources: { cpus: 0, memory_bytes: 0 }, drivers: {}, agent_version: '', platform: { os: '', arch: '', kernel: '' }, last_heartbeat: null,
+          vip_octet: await ctx.membership.freeVipOctet(),
         },
       });
     }

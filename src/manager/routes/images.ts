@@ -112,15 +112,23 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     bodyLimit: 64 * 1024 ** 3,
     schema: {
       tags: ['images'], summary: 'Import a `docker save` archive or an OCI image layout (tar), sent as the raw body.',
-      querystring: { type: 'object', additionalProperties: false, properties: { name: { type: 'string', maxLength: 255, description: 'Name (repo:tag) for an image that has none in the archive.' } } },
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          name: { type: 'string', maxLength: 255, description: 'Name (repo:tag) for an image that has none in the archive.' },
+          filename: { type: 'string', maxLength: 255, description: 'The archive\'s file name: the repository for OCI layouts whose images are named by a bare tag (as skopeo and umoci write them).' },
+        },
+      },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'import images');
-    const q = req.query as { name?: string };
+    const q = req.query as { name?: string; filename?: string };
     if (q.name) checkImageName(q.name);
     const path = await receive(req);
     try {
-      const records = await ctx.images.importArchive(path);
+      const { repositoryFromFileName } = await import('../../images/names.js');
+      const repository = q.name ? normalizeImageName(q.name).repository : q.filename ? repositoryFromFileName(q.filename) : undefined;
+      const records = await ctx.images.importArchive(path, undefined, repository ? { repository } : {});
       const out: Record<string, unknown>[] = [];
       for (const r of records) {
         const names = r.names.length ? r.names : q.name ? [q.name] : [];

@@ -91,6 +91,13 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
   };
 
+  /** Every service gets a VIP index (its loopback VIPs are 127.<node octet>.<hi>.<lo>). */
+  const freeVipIndex = async () => {
+    const used = new Set((await ctx.store.list('service', { limit: 100000 })).items.map((x) => Number((x.data as ServiceData).vip_index)));
+    for (let i = 1; i < 65535; i++) if (!used.has(i) && (i & 255) !== 0 && (i & 255) !== 255) return i;
+    throw new YunError('YUN_UNAVAILABLE', 'No free service VIP is left (65,000 services)');
+  };
+
   /** Resolve the image name to the digest tasks will run (pinned until the next update). */
   const pinImage = async (s: ServiceSpec, projectId: string) => {
     if (!s.task.image) { delete s.task.image_digest; return; }
@@ -120,7 +127,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
     const usage = quotaUsage(s, await nodeCount());
     await checkQuota(ctx.store, p.project, { services: 1, tasks: usage.tasks, cpu: usage.cpu, memory: usage.memory });
-    const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage };
+    const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex() };
     const svc = await ctx.store.create({ kind: 'service', project_id: p.project.id, name: body.name, data });
     req.auditTarget = svc.id;
     ctx.orchestrator.enqueue(svc.id);

@@ -1,0 +1,106 @@
+import type { Logger } from 'pino';
+import type { Change, Store } from '../store/store.js';
+import type { ServiceData } from '../services/spec.js';
+import type { TaskData } from '../services/task.js';
+import { computeEndpoint, type Endpoint, type EndpointNode } from './endpoints.js';
+
+export interface DataplaneNode extends EndpointNode {
+  vip_octet: number;
+}
+
+export interface EndpointsMessage {
+  type: 'endpoints';
+  full: boolean;
+  upsert: Endpoint[];
+  remove: string[];
+  nodes: DataplaneNode[];
+}
+
+/**
+ * The manager's side of the data plane: keeps every service's endpoint (tasks, health, ports) and
+ * sends changes to every agent within milliseconds (bursts are batched for 20 ms), so a task that
+ * stops or turns unhealthy leaves DNS and the load balancers well within a second.
+ */
+export class DataplaneController {
+  private endpoints = new Map<string, Endpoint>();
+  private dirty = new Set<string>();
+  private nodesDirty = false;
+  private timer?: NodeJS.Timeout;
+  private unwatch?: () => void;
+  private nodes: DataplaneNode[] = [];
+
+  constructor(private store: Store, private log: Logger, private broadcast: (m: EndpointsMessage) => void) {}
+
+  async start(): Promise<void> {
+    const rev = await this.store.revision();
+    await this.loadNodes();
+    for (const s of (await this.store.list('service', { limit: 100000 })).items) this.dirty.add(s.id);
+    await this.flush();
+    this.unwatch = await this.store.watch(rev, (cs) => this.onChanges(cs));
+  }
+
+  stop(): void {
+    this.unwatch?.();
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Everything, for an agent whose session just became ready. */
+  full(): EndpointsMessage {
+    return { type: 'endpoints', full: true, upsert: [...this.endpoints.values()], remove: [], nodes: this.nodes };
+  }
+
+  private onChanges(changes: Change[]): void {
+    for (const c of changes) {
+      if (c.kind === 'service') this.dirty.add(c.id);
+      else if (c.kind === 'task') this.dirty.add((c.object.data as TaskData).service_id);
+      else if (c.kind === 'node') this.nodesDirty = true;
+    }
+    if ((this.dirty.size || this.nodesDirty) && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush().catch((e) => this.log.error({ err: e }, 'data plane update failed'));
+      }, 20);
+    }
+  }
+
+  private async loadNodes(): Promise<void> {
+    const nodes = (await this.store.list('node', { limit: 100000 })).items;
+    this.nodes = nodes.map((n) => ({ id: n.id, address: String(n.data.address), ready: n.data.status === 'ready', vip_octet: Number(n.data.vip_octet ?? 100) }));
+  }
+
+  private async flush(): Promise<void> {
+    let nodesChanged = false;
+    if (this.nodesDirty) {
+      this.nodesDirty = false;
+      const before = JSON.stringify(this.nodes);
+      await this.loadNodes();
+      nodesChanged = before !== JSON.stringify(this.nodes);
+      if (nodesChanged) for (const id of this.endpoints.keys()) this.dirty.add(id);
+    }
+    const ids = [...this.dirty];
+    this.dirty.clear();
+    const nodeMap = new Map(this.nodes.map((n) => [n.id, n]));
+    const upsert: Endpoint[] = [];
+    const remove: string[] = [];
+    const projectNames = new Map<string, string>();
+    for (const id of ids) {
+      const svc = await this.store.get('service', id);
+      if (!svc) {
+        if (this.endpoints.delete(id)) remove.push(id);
+        continue;
+      }
+      let pname = projectNames.get(svc.project_id);
+      if (!pname) {
+        pname = (await this.store.get('project', svc.project_id))?.name ?? svc.project_id;
+        projectNames.set(svc.project_id, pname);
+      }
+      const tasks = (await this.store.list('task', { limit: 100000, filters: [{ field: 'service_id', op: 'eq', value: id }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
+      const ep = computeEndpoint({ id: svc.id, name: svc.name, project_id: svc.project_id, data: svc.data as ServiceData }, pname, tasks.map((t) => ({ id: t.id, data: t.data as TaskData })), nodeMap);
+      const prev = this.endpoints.get(id);
+      if (prev && JSON.stringify(prev) === JSON.stringify(ep)) continue;
+      this.endpoints.set(id, ep);
+      upsert.push(ep);
+    }
+    if (upsert.length || remove.length || nodesChanged) this.broadcast({ type: 'endpoints', full: false, upsert, remove, nodes: this.nodes });
+  }
+}

@@ -1,0 +1,74 @@
+import type { PortConfig, ServiceData } from '../services/spec.js';
+import type { TaskData } from '../services/task.js';
+
+/**
+ * What the data plane of every node needs to know about a service: how it is reached (VIP or DNS
+ * round robin), its ports, and its tasks with their health. Computed by the manager (pure), sent to
+ * every agent, which serves DNS and proxies connections from it.
+ */
+export interface EndpointTask {
+  task_id: string;
+  node_id: string;
+  /** The address the task is reached at: its node's address (host-network tasks). */
+  address: string;
+  healthy: boolean;
+  ports: { name?: string; protocol: 'tcp' | 'udp'; target: number; host_port: number }[];
+}
+
+export interface Endpoint {
+  service_id: string;
+  service: string;
+  project_id: string;
+  project: string;
+  mode: 'vip' | 'dnsrr';
+  /** Index of this service's VIP (1…65534): node n serves it at 127.<vip_octet of n>.<hi>.<lo>. */
+  vip_index: number | null;
+  ports: PortConfig[];
+  tasks: EndpointTask[];
+}
+
+export interface EndpointNode {
+  id: string;
+  address: string;
+  ready: boolean;
+}
+
+/** A task serves traffic when it runs, is meant to, is healthy (when checked), and its node is ready. */
+export function taskHealthy(d: TaskData, nodeReady: boolean): boolean {
+  return nodeReady && d.desired_state === 'running' && d.status.state === 'running' && (!d.spec.health_check || d.status.health === 'healthy');
+}
+
+export function computeEndpoint(
+  service: { id: string; name: string; project_id: string; data: ServiceData },
+  projectName: string,
+  tasks: { id: string; data: TaskData }[],
+  nodes: Map<string, EndpointNode>,
+): Endpoint {
+  const spec = service.data.spec;
+  return {
+    service_id: service.id,
+    service: service.name,
+    project_id: service.project_id,
+    project: projectName,
+    mode: spec.endpoint.mode,
+    vip_index: spec.endpoint.mode === 'vip' ? (service.data.vip_index as number | undefined) ?? null : null,
+    ports: spec.endpoint.ports,
+    tasks: tasks
+      .filter((t) => t.data.node_id && t.data.desired_state === 'running' && t.data.status.state === 'running')
+      .map((t) => {
+        const n = nodes.get(t.data.node_id!);
+        return {
+          task_id: t.id,
+          node_id: t.data.node_id!,
+          address: n?.address ?? '',
+          healthy: taskHealthy(t.data, n?.ready ?? false),
+          ports: (t.data.status.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, target: p.target, host_port: p.host_port })),
+        };
+      }),
+  };
+}
+
+/** The VIP a node serves a service at (host network): 127.<node octet>.<hi>.<lo>. */
+export function vipAddress(nodeOctet: number, vipIndex: number): string {
+  return `127.${nodeOctet}.${vipIndex >> 8}.${vipIndex & 255}`;
+}
