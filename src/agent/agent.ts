@@ -7,6 +7,7 @@ import { TaskStore, type TaskRecord } from './persist.js';
 import { PortAllocator } from './ports.js';
 import { TaskRunner, type RunnerHost } from './task-runner.js';
 import type { NodeImages } from './images.js';
+import { AgentDataplane } from './dataplane.js';
 
 export interface AgentOptions {
   dataDir: string;
@@ -18,6 +19,8 @@ export interface AgentOptions {
   log: Logger;
   /** Images on this node (image drivers). */
   images?: NodeImages;
+  /** Port of the service DNS on this node's address (default 53; 0: none). */
+  dnsPort?: number;
   /** Reconnect backoff: first delay and cap. */
   backoffMs?: { initial: number; max: number };
 }
@@ -41,6 +44,7 @@ export class Agent {
   readonly connected: Promise<void>;
   private logFollows = new Map<string, (() => void)[]>();
   private welcomed = false;
+  readonly dataplane: AgentDataplane;
   /** This node's clock minus the manager's, measured at the last welcome. */
   private skewMs: number | null = null;
 
@@ -49,6 +53,7 @@ export class Agent {
     this.backoff = opts.backoffMs?.initial ?? 250;
     this.connected = new Promise((r) => { this.connectedOnce = r; });
     const drivers = new Map(opts.drivers.map((d) => [d.name, d]));
+    this.dataplane = new AgentDataplane({ nodeId: opts.nodeId, address, dnsPort: opts.dnsPort ?? 53, log: opts.log.child({ component: 'dataplane' }) });
     this.host = {
       drivers,
       store: this.store,
@@ -68,6 +73,7 @@ export class Agent {
 
   /** Reattach to tasks on disk, then keep a session open with the manager. */
   async start(): Promise<void> {
+    await this.dataplane.start();
     for (const rec of this.store.loadAll()) {
       const runner = new TaskRunner(this.host, rec);
       this.runners.set(rec.id, runner);
@@ -82,6 +88,7 @@ export class Agent {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.channel?.close('agent stopping');
+    await this.dataplane.stop();
     for (const r of this.runners.values()) r.logs.stop();
     if (opts.stopTasks) {
       await Promise.all([...this.runners.values()].map(async (r) => {
@@ -169,6 +176,9 @@ export class Agent {
         );
         return;
       }
+      case 'endpoints':
+        this.dataplane.apply(m);
+        return;
       case 'doctor_request':
         void import('../doctor/checks.js')
           .then((d) => d.localChecks({ dataDir: this.opts.dataDir, clusterHosts: m.cluster_hosts, skewMs: this.skewMs }))

@@ -23,6 +23,7 @@ export interface AgentRunOptions {
   logToStderr?: boolean;
   resources?: { cpus?: number; memoryBytes?: number };
   drivers?: Driver[];
+  dnsPort?: number;
 }
 
 export interface RunningAgent {
@@ -58,6 +59,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       log,
       images: new NodeImages(new ImageStore(join(dir, 'images')), managerBlobFetcher(id.manager_url, { ca: id.ca_pem, cert: id.cert_pem, key: id.key_pem })),
       connect: () => connectSession(id),
+      dnsPort: opts.dnsPort,
     }, opts.advertiseAddr);
     await agent.start();
     return {

@@ -22,6 +22,7 @@ import { Dispatcher, DEFAULT_DISPATCHER, type DispatcherOptions } from '../dispa
 import { Orchestrator } from '../orchestrator/orchestrator.js';
 import { SchedulerRunner } from '../scheduler/runner.js';
 import { Agent } from '../agent/agent.js';
+import { DataplaneController } from '../dataplane/controller.js';
 import { describeNode } from '../agent/describe.js';
 import { channelPair, type AgentMessage, type ManagerMessage } from '../dispatcher/protocol.js';
 import { allDrivers } from '../drivers/index.js';
@@ -46,6 +47,8 @@ export interface UpOptions {
   dispatcher?: DispatcherOptions;
   /** Drivers for the local agent (default: all this build has). */
   drivers?: Driver[];
+  /** Port of the node's service DNS (default 53; 0: none). */
+  dnsPort?: number;
   /** Resources the local node reports (default: the machine's). */
   resources?: { cpus?: number; memoryBytes?: number };
 }
@@ -155,6 +158,9 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     await dispatcher.start();
     await scheduler.start();
     await orchestrator.start();
+    const dataplane = new DataplaneController(store, log.child({ component: 'dataplane' }), (m) => dispatcher.broadcast(m));
+    dispatcher.onSessionReady((_node, send) => send(dataplane.full()));
+    await dataplane.start();
     // The local agent talks to this manager in-process (same protocol as remote agents).
     const agent = new Agent({
       dataDir: join(realDir, 'agent'),
@@ -162,6 +168,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
       description,
       drivers,
       images: new NodeImages(images),
+      dnsPort: opts.dnsPort,
       log: log.child({ component: 'agent' }),
       connect: async () => {
         const [agentEnd, managerEnd] = channelPair<AgentMessage, ManagerMessage>();
@@ -184,6 +191,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
         for (const t of timers) clearInterval(t);
         await agent.stop({ stopTasks: closeOpts.stopTasks });
         orchestrator.stop();
+        dataplane.stop();
         scheduler.stop();
         dispatcher.stop();
         await a.close();

@@ -15,6 +15,7 @@ export default defineCommand({
     .option('--data-dir <dir>', 'agent state (identity, tasks, logs)', '/var/lib/yunstack-agent')
     .option('--cpus <n>', 'CPUs this node offers to the scheduler (default: all)')
     .option('--memory <size>', 'memory this node offers to the scheduler (default: all)')
+    .option('--dns-port <port>', 'port of the service DNS on the advertise address (0: off)', '53')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info'),
   parse: (_a, o) => {
     const addr = String(o.advertiseAddr);
@@ -33,7 +34,9 @@ export default defineCommand({
       memoryBytes = parseSize(String(o.memory));
       if (!memoryBytes) throw usage(`--memory must be a size such as 8g, not "${String(o.memory)}"`);
     }
-    return { join: o.join as string | undefined, token: o.token as string | undefined, advertiseAddr: addr, dataDir: String(o.dataDir), logLevel: level as Level, resources: { cpus, memoryBytes } };
+    const dnsPort = Number(o.dnsPort);
+    if (!Number.isInteger(dnsPort) || dnsPort < 0 || dnsPort > 65535) throw usage(`--dns-port must be a port number (0 turns DNS off), not "${String(o.dnsPort)}"`);
+    return { dnsPort, join: o.join as string | undefined, token: o.token as string | undefined, advertiseAddr: addr, dataDir: String(o.dataDir), logLevel: level as Level, resources: { cpus, memoryBytes } };
   },
   async run(i) {
     const { runAgent } = await import('../../agent/run-agent.js');

@@ -17,7 +17,8 @@ export default defineCommand({
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
     .option('--rate-limit <n>', 'requests per second allowed per token or client address', '1000')
     .option('--token-ttl <duration>', 'lifetime of tokens', '12h')
-    .option('--body-limit <size>', 'largest request body', '1m'),
+    .option('--body-limit <size>', 'largest request body', '1m')
+    .option('--dns-port <port>', 'port of the service DNS on the advertise address (0: off)', '53'),
   parse: (_a, o) => {
     parseListen(String(o.listen));
     const level = String(o.logLevel);
@@ -28,7 +29,10 @@ export default defineCommand({
     if (!ttl || ttl < 60_000) throw usage(`--token-ttl must be a duration of at least 1m, such as 12h, not "${String(o.tokenTtl)}"`);
     const bodyLimit = parseSize(String(o.bodyLimit));
     if (!bodyLimit || bodyLimit < 1024) throw usage(`--body-limit must be a size of at least 1k, such as 1m, not "${String(o.bodyLimit)}"`);
+    const dnsPort = Number(o.dnsPort);
+    if (!Number.isInteger(dnsPort) || dnsPort < 0 || dnsPort > 65535) throw usage(`--dns-port must be a port number (0 turns DNS off), not "${String(o.dnsPort)}"`);
     return {
+      dnsPort,
       dataDir: (o.dataDir as string | undefined) ?? defaultDataDir(), listen: String(o.listen), advertiseAddr: o.advertiseAddr as string | undefined,
       insecureHttp: Boolean(o.insecureHttp), logLevel: level as Level, rateLimit, tokenTtlMs: ttl, bodyLimit,
     };

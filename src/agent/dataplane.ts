@@ -1,0 +1,116 @@
+import type { Logger } from 'pino';
+import { DnsServer, type DnsEndpoint } from '../dataplane/dns.js';
+import { L4Proxy, type Backend } from '../dataplane/proxy.js';
+import { vipAddress, type Endpoint } from '../dataplane/endpoints.js';
+import type { DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
+
+export interface AgentDataplaneOptions {
+  nodeId: string;
+  /** This node's address: DNS listens here; so does the routing mesh on a loopback address. */
+  address: string;
+  /** DNS port (default 53). 0 turns DNS off. */
+  dnsPort: number;
+  log: Logger;
+}
+
+/**
+ * The data plane of a node (the portable path): a DNS server for service discovery, a load
+ * balancer on every VIP (127.<node octet>.x.y, on loopback), and the routing mesh (every published
+ * port, on every node). Backends are the healthy tasks of the service on any node; a connection to a
+ * dead backend fails over to the next at once, and never hangs.
+ */
+export class AgentDataplane {
+  private endpoints = new Map<string, Endpoint>();
+  private nodes: DataplaneNode[] = [];
+  private dns?: DnsServer;
+  private proxy: L4Proxy;
+  private listening = new Map<string, { address: string; port: number }>();
+  private syncing: Promise<void> = Promise.resolve();
+  dnsAddress?: string;
+
+  constructor(private opts: AgentDataplaneOptions) {
+    this.proxy = new L4Proxy({ log: { warn: (...a: unknown[]) => opts.log.warn({ detail: a.map(String).join(' ') }, 'proxy') } as never });
+  }
+
+  async start(): Promise<void> {
+    if (this.opts.dnsPort === 0) return;
+    this.dns = new DnsServer({ log: { warn: (...a: unknown[]) => this.opts.log.warn({ detail: a.map(String).join(' ') }, 'dns') } });
+    try {
+      const r = await this.dns.listen(this.opts.address, this.opts.dnsPort);
+      this.dnsAddress = `${this.opts.address}:${r.udpPort}`;
+      this.opts.log.info({ dns: this.dnsAddress }, 'service DNS listening');
+    } catch (e) {
+      this.opts.log.warn({ err: (e as Error).message, address: this.opts.address, port: this.opts.dnsPort }, 'service DNS cannot listen (yun doctor reports it)');
+      await this.dns.close().catch(() => undefined);
+      this.dns = undefined;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.proxy.close().catch(() => undefined);
+    await this.dns?.close().catch(() => undefined);
+  }
+
+  apply(m: EndpointsMessage): void {
+    if (m.full) this.endpoints.clear();
+    for (const e of m.upsert) this.endpoints.set(e.service_id, e);
+    for (const id of m.remove) this.endpoints.delete(id);
+    this.nodes = m.nodes;
+    this.syncing = this.syncing.then(() => this.sync()).catch((e) => this.opts.log.error({ err: e }, 'data plane sync failed'));
+  }
+
+  /** Resolves once the last update has been applied (tests). */
+  async settled(): Promise<void> {
+    await this.syncing;
+  }
+
+  private myOctet(): number | undefined {
+    return this.nodes.find((n) => n.id === this.opts.nodeId)?.vip_octet;
+  }
+
+  private meshAddress(): string {
+    // Several test nodes share one machine on 127.0.0.x: each publishes on its own address.
+    return this.opts.address.startsWith('127.') ? this.opts.address : '0.0.0.0';
+  }
+
+  private async sync(): Promise<void> {
+    const octet = this.myOctet();
+    const dnsList: DnsEndpoint[] = [];
+    const wanted = new Map<string, { address: string; port: number; backends: Backend[] }>();
+    for (const ep of this.endpoints.values()) {
+      const vip = ep.mode === 'vip' && ep.vip_index !== null && octet !== undefined ? vipAddress(octet, ep.vip_index) : null;
+      dnsList.push({
+        service: ep.service, project: ep.project, network: null, mode: ep.mode, vip,
+        tasks: ep.tasks.map((t) => ({ address: t.address, healthy: t.healthy, ports: t.ports })),
+      });
+      for (const p of ep.ports) {
+        if (p.protocol !== 'tcp') continue;
+        const backends: Backend[] = ep.tasks
+          .filter((t) => t.healthy)
+          .flatMap((t) => t.ports.filter((tp) => tp.target === p.target && tp.protocol === 'tcp').map((tp) => ({ id: `${t.task_id}:${tp.target}`, host: t.address, port: tp.host_port, node_id: t.node_id, local: t.node_id === this.opts.nodeId })));
+        if (vip) wanted.set(`vip/${ep.service_id}/${p.target}`, { address: vip, port: p.target, backends });
+        if (p.published && p.mode === 'ingress') wanted.set(`mesh/tcp/${p.published}`, { address: this.meshAddress(), port: p.published, backends });
+      }
+    }
+    this.dns?.setEndpoints(dnsList);
+    for (const [key, l] of this.listening) {
+      const w = wanted.get(key);
+      if (!w || w.address !== l.address || w.port !== l.port) {
+        await this.proxy.stop(key).catch(() => undefined);
+        this.listening.delete(key);
+      }
+    }
+    for (const [key, w] of wanted) {
+      if (this.listening.has(key)) this.proxy.setBackends(key, w.backends);
+      else {
+        try {
+          await this.proxy.listen(key, w.address, w.port);
+          this.listening.set(key, { address: w.address, port: w.port });
+          this.proxy.setBackends(key, w.backends);
+        } catch (e) {
+          this.opts.log.warn({ key, address: w.address, port: w.port, err: (e as Error).message }, 'cannot listen for a service port');
+        }
+      }
+    }
+  }
+}
