@@ -45,6 +45,7 @@ export class Agent {
   private logFollows = new Map<string, (() => void)[]>();
   private welcomed = false;
   readonly dataplane: AgentDataplane;
+  private ttys = new Map<string, import('../drivers/oci/oci-driver.js').TtyExec>();
   /** This node's clock minus the manager's, measured at the last welcome. */
   private skewMs: number | null = null;
 
@@ -176,6 +177,29 @@ export class Agent {
         );
         return;
       }
+      case 'tty_start': {
+        const r = this.runners.get(m.task_id);
+        if (!r) { ch.send({ type: 'tty_exit', req_id: m.req_id, exit_code: -1, error: `task ${m.task_id} is not on this node` }); return; }
+        r.execTty(m.command, { rows: m.rows, cols: m.cols }).then((tty) => {
+          this.ttys.set(m.req_id, tty);
+          tty.output.on('data', (b: Buffer) => ch.send({ type: 'tty_output', req_id: m.req_id, data: b.toString('base64') }));
+          void tty.wait().then((code) => {
+            this.ttys.delete(m.req_id);
+            ch.send({ type: 'tty_exit', req_id: m.req_id, exit_code: code });
+          });
+        }, (e) => ch.send({ type: 'tty_exit', req_id: m.req_id, exit_code: -1, error: (e as Error).message }));
+        return;
+      }
+      case 'tty_input':
+        this.ttys.get(m.req_id)?.stdin.write(Buffer.from(m.data, 'base64'));
+        return;
+      case 'tty_resize':
+        void this.ttys.get(m.req_id)?.resize(m.rows, m.cols).catch(() => undefined);
+        return;
+      case 'tty_close':
+        this.ttys.get(m.req_id)?.kill();
+        this.ttys.delete(m.req_id);
+        return;
       case 'endpoints':
         this.dataplane.apply(m);
         return;

@@ -289,6 +289,16 @@ export class TaskRunner {
 
   // ---- logs and exec -------------------------------------------------------------------------------
 
+  /** An interactive command with a terminal (drivers that offer it: oci). */
+  async execTty(command: string[], size: { rows: number; cols: number }): Promise<import('../drivers/oci/oci-driver.js').TtyExec> {
+    const driver = this.driver as (Driver & { execTty?: (h: TaskHandle, c: string[], o: { rows?: number; cols?: number }) => Promise<import('../drivers/oci/oci-driver.js').TtyExec> }) | undefined;
+    if (!driver || !this.record.handle || this.record.status.state !== 'running') {
+      throw new Error(`task ${taskName(this.record.data)} is not running (${this.record.status.state})`);
+    }
+    if (!driver.execTty) throw new Error(`the ${driver.name} driver has no interactive terminal; run the command without -it`);
+    return driver.execTty(this.record.handle, command, size);
+  }
+
   async exec(command: string[], timeoutMs: number): Promise<{ exit_code: number; stdout: string; stderr: string }> {
     const driver = this.driver;
     if (!driver?.exec || !this.record.handle || this.record.status.state !== 'running') {

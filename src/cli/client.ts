@@ -126,6 +126,34 @@ export class ApiClient {
     }
   }
 
+  /** Open a WebSocket to the API (authenticated, with the cloud's CA). */
+  async websocket(path: string, query: RequestOptions['query']): Promise<import('ws').WebSocket> {
+    const token = await this.ensureToken();
+    const u = new URL(path, `${this.settings.url}/`);
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) u.searchParams.append(k, x);
+      else u.searchParams.set(k, String(v));
+    }
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    const { default: WebSocket } = await import('ws');
+    const ca = this.settings.cacert ? readFileSync(this.settings.cacert, 'utf8') : undefined;
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(u, { headers: { 'x-auth-token': token }, ...(ca ? { ca } : {}) });
+      ws.once('open', () => resolve(ws));
+      ws.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => { text += c.toString(); });
+        res.on('end', () => {
+          let err: { code?: string; detail?: string; request_id?: string; title?: string } | undefined;
+          try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
+          reject(new CliError(err?.code ?? `HTTP_${res.statusCode}`, err?.detail ?? text, res.statusCode ?? 500, err?.request_id, err?.title));
+        });
+      });
+      ws.once('error', (e) => reject(connectionError(e, this.settings)));
+    });
+  }
+
   /** POST a raw body (a file or a stream), reporting bytes sent; answers JSON. */
   async upload<T = Record<string, unknown>>(path: string, query: RequestOptions['query'], body: NodeJS.ReadableStream, opts: { contentType?: string; onProgress?: (sent: number) => void } = {}): Promise<ApiResponse<T>> {
     const token = await this.ensureToken();

@@ -42,6 +42,7 @@ export class Dispatcher {
   private unwatch?: () => void;
   private monitor?: NodeJS.Timeout;
   private logStreams = new Map<string, LogStream>();
+  private ttys = new Map<string, { nodeId: string; onOutput(b: Buffer): void; onExit(code: number, error?: string): void }>();
   private doctors = new Map<string, (checks: import('../doctor/checks.js').CheckResult[]) => void>();
   private execs = new Map<string, (r: { exit_code: number; stdout: string; stderr: string; error?: string }) => void>();
   private readonly startedAt: number;
@@ -99,6 +100,7 @@ export class Dispatcher {
       if (this.sessions.get(nodeId) === session) this.sessions.delete(nodeId);
       this.log.info({ node_id: nodeId, why }, 'agent session closed');
       for (const [id, s] of this.logStreams) if (s.pending.has(nodeId)) this.endLogs(id, nodeId, 'the node\'s agent disconnected');
+      for (const [id, t] of this.ttys) if (t.nodeId === nodeId) { this.ttys.delete(id); t.onExit(-1, 'the node\'s agent disconnected'); }
     });
   }
 
@@ -139,6 +141,15 @@ export class Dispatcher {
       case 'logs_end':
         this.endLogs(m.req_id, s.nodeId, m.error);
         return;
+      case 'tty_output':
+        this.ttys.get(m.req_id)?.onOutput(Buffer.from(m.data, 'base64'));
+        return;
+      case 'tty_exit': {
+        const t = this.ttys.get(m.req_id);
+        this.ttys.delete(m.req_id);
+        t?.onExit(m.exit_code, m.error);
+        return;
+      }
       case 'doctor_result': {
         const r = this.doctors.get(m.req_id);
         this.doctors.delete(m.req_id);
@@ -263,6 +274,22 @@ export class Dispatcher {
     if (error) s.onEnd(error);
     s.pending.delete(nodeId);
     s.finish?.();
+  }
+
+  /** An interactive command with a terminal inside a task (`yun task exec -it`). */
+  openTty(nodeId: string, taskId: string, command: string[], size: { rows: number; cols: number }, onOutput: (b: Buffer) => void, onExit: (code: number, error?: string) => void): { input(b: Buffer): void; resize(rows: number, cols: number): void; close(): void } {
+    const s = this.sessions.get(nodeId);
+    if (!s?.ready) throw new YunError('YUN_UNAVAILABLE', `The task's node ${nodeId} is not connected`, { hint: 'Check `yun node ls`; retry when it is ready.' });
+    const reqId = randomUUID();
+    this.ttys.set(reqId, { nodeId, onOutput, onExit });
+    s.channel.send({ type: 'tty_start', req_id: reqId, task_id: taskId, command, rows: size.rows, cols: size.cols });
+    return {
+      input: (b) => s.channel.send({ type: 'tty_input', req_id: reqId, data: b.toString('base64') }),
+      resize: (rows, cols) => s.channel.send({ type: 'tty_resize', req_id: reqId, rows, cols }),
+      close: () => {
+        if (this.ttys.delete(reqId)) s.channel.send({ type: 'tty_close', req_id: reqId });
+      },
+    };
   }
 
   /** Run `yun doctor`'s checks on a node (through its agent). */

@@ -21,11 +21,17 @@ export type AgentMessage =
   | { type: 'logs_data'; req_id: string; lines: LogLine[] }
   | { type: 'logs_end'; req_id: string; error?: string }
   | { type: 'exec_result'; req_id: string; exit_code: number; stdout: string; stderr: string; error?: string }
-  | { type: 'doctor_result'; req_id: string; checks: CheckResult[] };
+  | { type: 'doctor_result'; req_id: string; checks: CheckResult[] }
+  | { type: 'tty_output'; req_id: string; data: string }
+  | { type: 'tty_exit'; req_id: string; exit_code: number; error?: string };
 
 export type ManagerMessage =
   | { type: 'welcome'; heartbeat_ms: number; node_id: string; manager_version: string; manager_time: number }
   | { type: 'doctor_request'; req_id: string; cluster_hosts: string[] }
+  | { type: 'tty_start'; req_id: string; task_id: string; command: string[]; rows: number; cols: number }
+  | { type: 'tty_input'; req_id: string; data: string }
+  | { type: 'tty_resize'; req_id: string; rows: number; cols: number }
+  | { type: 'tty_close'; req_id: string }
   | import('../dataplane/controller.js').EndpointsMessage
   | { type: 'assignments'; tasks: { id: string; data: TaskData }[] }
   | { type: 'task'; id: string; data: TaskData }

@@ -4,17 +4,54 @@ import { parseDuration } from '../../util/duration.js';
 
 export default defineCommand({
   path: ['task', 'exec'],
-  summary: 'Run a command inside a running task: yun task exec TASK -- CMD ARGS…',
-  configure: (c) => c.argument('<task>', 'task id').argument('<command...>', 'the command (after --)').option('--timeout <duration>', 'give up after this long', '30s'),
+  summary: 'Run a command inside a running task: yun task exec [-it] TASK -- CMD ARGS…',
+  configure: (c) => c.argument('<task>', 'task id').argument('<command...>', 'the command (after --)')
+    .option('-i, --interactive', 'keep standard input open (with -t: an interactive terminal)')
+    .option('-t, --tty', 'allocate a terminal (oci driver)')
+    .option('--timeout <duration>', 'give up after this long (without -it)', '30s'),
   parse: (a, o) => {
     const timeout = parseDuration(String(o.timeout));
     if (!timeout) throw usage(`--timeout must be a duration such as 30s, not "${String(o.timeout)}"`);
-    return { ref: a[0] as string, command: a[1] as unknown as string[], timeout };
+    if (Boolean(o.tty) !== Boolean(o.interactive)) throw usage('Use -i and -t together (-it) for an interactive terminal, or neither');
+    return { ref: a[0] as string, command: a[1] as unknown as string[], timeout, tty: Boolean(o.tty) };
   },
   async run(i, ctx) {
+    if (i.tty) return interactive(ctx.client(), i.ref, i.command);
     const r = (await ctx.client().request<{ exit_code: number; stdout: string; stderr: string }>('POST', `/v1/tasks/${encodeURIComponent(i.ref)}/exec`, { body: { command: i.command, timeout_ms: i.timeout } })).body;
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
     return r.exit_code < 0 ? 1 : r.exit_code;
   },
 });
+
+async function interactive(api: import('../client.js').ApiClient, task: string, command: string[]): Promise<number> {
+  const rows = process.stdout.rows ?? 24;
+  const cols = process.stdout.columns ?? 80;
+  const ws = await api.websocket(`/v1/tasks/${encodeURIComponent(task)}/tty`, { command, rows, cols });
+  const stdin = process.stdin;
+  const raw = stdin.isTTY;
+  if (raw) stdin.setRawMode(true);
+  stdin.resume();
+  const onInput = (b: Buffer) => ws.send(b, { binary: true });
+  stdin.on('data', onInput);
+  const onResize = () => ws.send(JSON.stringify({ resize: { rows: process.stdout.rows, cols: process.stdout.columns } }));
+  process.stdout.on('resize', onResize);
+  return new Promise<number>((resolve) => {
+    let code = 1;
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) { process.stdout.write(data); return; }
+      try {
+        const m = JSON.parse(data.toString()) as { exit_code?: number; error?: string };
+        if (m.error) process.stderr.write(`\r\nError: ${m.error}\r\n`);
+        if (typeof m.exit_code === 'number') code = m.exit_code < 0 ? 1 : m.exit_code;
+      } catch { /* ignore */ }
+    });
+    ws.on('close', () => {
+      stdin.off('data', onInput);
+      process.stdout.off('resize', onResize);
+      if (raw) stdin.setRawMode(false);
+      stdin.pause();
+      resolve(code);
+    });
+  });
+}

@@ -90,6 +90,52 @@ export function taskRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     return reply;
   });
 
+  app.get('/v1/tasks/:id/tty', {
+    websocket: true,
+    config: { action: 'task.exec' },
+    schema: {
+      tags: ['services'],
+      summary: 'An interactive command with a terminal inside a running task (WebSocket): binary frames carry the terminal both ways; a text frame {"resize":{"rows","cols"}} resizes; the server ends with a text frame {"exit_code"}.',
+      params: idParams,
+      querystring: {
+        type: 'object', additionalProperties: false, required: ['command'],
+        properties: { command: { type: 'array', minItems: 1, items: { type: 'string', maxLength: 10000 } }, rows: { type: 'integer', minimum: 1, maximum: 1000, default: 24 }, cols: { type: 'integer', minimum: 1, maximum: 1000, default: 80 } },
+      },
+    },
+    preValidation: async (req: FastifyRequest) => {
+      requireRole(req, 'member', 'run commands in tasks');
+      const t = await find(req, (req.params as { id: string }).id);
+      const d = t.data as TaskData;
+      if (d.status.state !== 'running' || !d.node_id) throw new YunError('YUN_IN_USE', `Task ${taskName(d)} is not running (it is ${d.status.state})`, { hint: 'Pick a running task: `yun service ps SERVICE --filter desired-state=running`.', status: 409 });
+      req.auditTarget = t.id;
+      (req as FastifyRequest & { ttyTask?: { id: string; node: string } }).ttyTask = { id: t.id, node: d.node_id };
+    },
+  } as never, ((socket: import('ws').WebSocket, req: FastifyRequest) => {
+    const target = (req as FastifyRequest & { ttyTask: { id: string; node: string } }).ttyTask;
+    const q = req.query as { command: string[]; rows: number; cols: number };
+    let tty: ReturnType<typeof ctx.dispatcher.openTty> | undefined;
+    try {
+      tty = ctx.dispatcher.openTty(target.node, target.id, q.command, { rows: q.rows, cols: q.cols },
+        (b) => socket.send(b),
+        (code, error) => {
+          socket.send(JSON.stringify({ exit_code: code, ...(error ? { error } : {}) }));
+          socket.close(1000, 'exited');
+        });
+    } catch (e) {
+      socket.send(JSON.stringify({ exit_code: -1, error: (e as Error).message }));
+      socket.close(1011, 'failed');
+      return;
+    }
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) { tty!.input(data); return; }
+      try {
+        const m = JSON.parse(data.toString()) as { resize?: { rows: number; cols: number } };
+        if (m.resize) tty!.resize(m.resize.rows, m.resize.cols);
+      } catch { /* ignore malformed control frames */ }
+    });
+    socket.on('close', () => tty?.close());
+  }) as never);
+
   app.post('/v1/tasks/:id/exec', {
     config: { action: 'task.exec' },
     schema: {
