@@ -120,10 +120,19 @@ try {
   console.log(row('oci faster than docker (p50 ratio)', `${(dockerP50 / ociP50).toFixed(1)}×`, '≥ 2×', dockerP50 / ociP50 >= 2));
   console.log(row(`image import, docker save archive (${imp2.mb.toFixed(0)} MB, via API)`, `${(imp2.mb / imp2.archive_s).toFixed(0)} MB/s`, '', undefined));
   console.log(row(`image import-rootfs, same tar (gzip of random data)`, `${(imp2.mb / imp2.rootfs_s).toFixed(0)} MB/s`, '', undefined));
+} catch (e) {
+  console.error(`benchmark failed: ${(e as Error).stack ?? String(e)}`);
+  process.exitCode = 1;
 } finally {
+  // Tasks outlive a stopped cloud (reattach): remove them first.
+  if (c) {
+    for (const s of (await c.api<{ items: { id: string }[] }>('GET', '/v1/services').catch(() => ({ body: { items: [] } }))).body.items ?? []) await c.api('DELETE', `/v1/services/${s.id}`).catch(() => undefined);
+    const t0 = Date.now();
+    while (Date.now() - t0 < 30_000 && ((await c.api<{ items: unknown[] }>('GET', '/v1/tasks?limit=1').catch(() => ({ body: { items: [] } }))).body.items ?? []).length > 0) await new Promise((r) => setTimeout(r, 200));
+  }
   await c?.stop().catch(() => undefined);
   await engine?.stop().catch(() => undefined);
-  rmSync(dir, { recursive: true, force: true });
+  try { rmSync(dir, { recursive: true, force: true }); } catch (e) { console.error(`could not remove ${dir}: ${(e as Error).message}`); }
 }
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
 writeFileSync(join(ROOT, 'bench', 'results', 'containers.json'), JSON.stringify(results, null, 2));

@@ -39,6 +39,16 @@ async function proxyOn(backends: Backend[], opts: ConstructorParameters<typeof L
   return { proxy, port };
 }
 
+/** When the proxy ended the connection (its FIN or reset; the test sockets are half-open capable). */
+function endOf(s: net.Socket): Promise<number> {
+  return new Promise((resolve) => {
+    const done = () => resolve(performance.now());
+    s.once('end', done);
+    s.once('close', done);
+    s.on('error', () => undefined);
+  });
+}
+
 function count(xs: (string | undefined)[]): Record<string, number> {
   const m: Record<string, number> = {};
   for (const x of xs) m[String(x)] = (m[String(x)] ?? 0) + 1;
@@ -215,7 +225,7 @@ describe('L4Proxy', () => {
     const c1 = await openTagged(VIP, port);
     cleanups.push(() => c1.socket.destroy());
     assert.equal(c1.tag, 'b1');
-    const closed1 = new Promise<number>((r) => c1.socket.once('close', () => r(performance.now())));
+    const closed1 = endOf(c1.socket);
     c1.socket.resume();
     const t0 = performance.now();
     proxy.setBackends('svc:80', [beOf(b!, 'b2')]);
@@ -228,7 +238,7 @@ describe('L4Proxy', () => {
     const c2 = await openTagged(VIP, port);
     cleanups.push(() => c2.socket.destroy());
     assert.equal(c2.tag, 'b2');
-    const closed2 = new Promise<number>((r) => c2.socket.once('close', () => r(performance.now())));
+    const closed2 = endOf(c2.socket);
     c2.socket.resume();
     const t1 = performance.now();
     proxy.drain('b2', 5000, 'close');
@@ -336,7 +346,7 @@ describe('L4Proxy', () => {
     const [a] = await tags(1, ['127.0.0.2']);
     const { proxy, port } = await proxyOn([beOf(a!, 'b1')]);
     const c = await openTagged(VIP, port);
-    const closed = new Promise<void>((r) => c.socket.once('close', () => r()));
+    const closed = endOf(c.socket);
     c.socket.resume();
     await proxy.stop('svc:80');
     await closed;

@@ -110,9 +110,19 @@ export function directDial(b: Backend, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
+/** End a socket abnormally: a TCP reset where possible (the peer learns it was an abort, not a FIN). */
+function abort(s: net.Socket): void {
+  if (s.destroyed) return;
+  try {
+    s.resetAndDestroy(); // throws for a TLS socket (not a TCP handle)
+  } catch {
+    s.destroy();
+  }
+}
+
 /**
  * Relay bytes both ways between two connected sockets until both directions ended, with
- * backpressure and half-close; an error (or an abrupt close) on one side destroys the other.
+ * backpressure and half-close; an error on one side resets the other, an abrupt close closes it.
  * Both sockets should have allowHalfOpen set, so one side's FIN does not end its own writes.
  */
 export function joinSockets(a: net.Socket, b: net.Socket, onClose?: () => void): void {
@@ -127,9 +137,7 @@ export function joinSockets(a: net.Socket, b: net.Socket, onClose?: () => void):
       ended = true;
       to.end();
     });
-    from.on('error', () => {
-      to.destroy();
-    });
+    from.on('error', () => abort(to));
     from.on('close', (hadError: boolean) => {
       // A clean close means the peer's FIN was passed on; anything else (an error, a destroy, a
       // reset) must not leave the other side open.

@@ -48,6 +48,7 @@ export default defineCommand({
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
-    return 0;
+    // Everything is closed and flushed: leave now, even if a library keeps a stray handle open.
+    process.exit(0);
   },
 });

@@ -60,6 +60,7 @@ export default defineCommand({
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
-    return 0;
+    // Everything is closed and flushed: leave now, even if a library keeps a stray handle open.
+    process.exit(0);
   },
 });
