@@ -46,8 +46,13 @@ async function startLatencies(c: CloudProcess, driver: 'oci' | 'docker', n: numb
   await runningOnce();
   samples.length = 0; // the first start pulls/loads the image: not a steady-state start
   for (let i = 0; i < n; i++) {
-    const svc = (await c.api<{ version: number; spec: { task: { force_update: number } } }>('GET', `/v1/services/${id}`)).body;
-    await c.api('PATCH', `/v1/services/${id}`, { version: svc.version, task: { force_update: svc.spec.task.force_update + 1 } });
+    // The orchestrator writes the service too (update status): retry on a version conflict.
+    for (let attempt = 0; ; attempt++) {
+      const svc = (await c.api<{ version: number; spec: { task: { force_update: number } } }>('GET', `/v1/services/${id}`)).body;
+      const p = await c.api('PATCH', `/v1/services/${id}`, { version: svc.version, task: { force_update: svc.spec.task.force_update + 1 } });
+      if (p.status === 200) break;
+      if (p.status !== 409 || attempt > 10) throw new Error(`update ${driver}: ${JSON.stringify(p.body)}`);
+    }
     await runningOnce();
     if (process.env.YUN_BENCH_DEBUG) console.error(`${driver} start ${i + 1}: ${samples[samples.length - 1]} ms`);
   }

@@ -204,7 +204,17 @@ function cpuSeconds(pids: number[]): number {
 
 interface RunResult { label: string; workers: number; clients: number; sockets: number; inflight_per_socket: number; qps: number; p50_us: number; p99_us: number; p999_us: number; ok: number; bad: number; lost: number; server_cpu_s: number; set_endpoints_ms?: number }
 
-async function run(label: string, workers: number, clients: number, sockets: number, inflight: number): Promise<RunResult> {
+async function run(label: string, workers: number, clients: number, sockets: number, inflight: number, attempt = 0): Promise<RunResult> {
+  try {
+    return await runOnce(label, workers, clients, sockets, inflight);
+  } catch (e) {
+    if (attempt >= 2) throw e;
+    console.error(`dns bench: ${label}: ${(e as Error).message}; retrying on another port`);
+    return run(label, workers, clients, sockets, inflight, attempt + 1);
+  }
+}
+
+async function runOnce(label: string, workers: number, clients: number, sockets: number, inflight: number): Promise<RunResult> {
   const port = await freePort();
   const children: ChildProcess[] = [];
   try {

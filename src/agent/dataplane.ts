@@ -29,12 +29,13 @@ export class AgentDataplane {
   dnsAddress?: string;
 
   constructor(private opts: AgentDataplaneOptions) {
-    this.proxy = new L4Proxy({ log: { warn: (...a: unknown[]) => opts.log.warn({ detail: a.map(String).join(' ') }, 'proxy') } as never });
+    this.proxy = new L4Proxy({ log: opts.log.child({ component: 'proxy' }) as never });
   }
 
   async start(): Promise<void> {
     if (this.opts.dnsPort === 0) return;
-    this.dns = new DnsServer({ log: { warn: (...a: unknown[]) => this.opts.log.warn({ detail: a.map(String).join(' ') }, 'dns') } });
+    const dnsLog = this.opts.log.child({ component: 'dns' });
+    this.dns = new DnsServer({ log: { warn: (...a: unknown[]) => (dnsLog.warn as (...x: unknown[]) => void)(...a) } });
     try {
       const r = await this.dns.listen(this.opts.address, this.opts.dnsPort);
       this.dnsAddress = `${this.opts.address}:${r.udpPort}`;

@@ -126,7 +126,7 @@ const defaultHandler: Handler = (q) => ({
   answers: [{ type: 'A', name: q.questions![0]!.name, ttl: 300, data: '192.0.2.1' }],
 });
 
-async function startUpstream(handler: Handler = defaultHandler): Promise<Upstream> {
+async function startUpstream(handler: Handler = defaultHandler, attempt = 0): Promise<Upstream> {
   const seen: Upstream['seen'] = [];
   const u = dgram.createSocket('udp4');
   await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
@@ -154,7 +154,13 @@ async function startUpstream(handler: Handler = defaultHandler): Promise<Upstrea
       }
     });
   });
-  await new Promise<void>((r, j) => { t.once('error', j); t.listen(p, '127.0.0.1', () => r()); });
+  try {
+    await new Promise<void>((r, j) => { t.once('error', j); t.listen(p, '127.0.0.1', () => r()); });
+  } catch (e) {
+    u.close(); // the UDP port is free, its TCP twin is not: try another
+    if (attempt < 20 && (e as NodeJS.ErrnoException).code === 'EADDRINUSE') return startUpstream(handler, attempt + 1);
+    throw e;
+  }
   return {
     port: p, seen,
     async close() {
@@ -167,11 +173,15 @@ async function startUpstream(handler: Handler = defaultHandler): Promise<Upstrea
 
 /** A loopback port where nothing listens (UDP and TCP). */
 async function deadPort(): Promise<number> {
-  const u = dgram.createSocket('udp4');
-  await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
-  const p = u.address().port;
-  u.close();
-  return p;
+  for (;;) {
+    const u = dgram.createSocket('udp4');
+    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+    const p = u.address().port;
+    const t = net.createServer();
+    const free = await new Promise<boolean>((r) => { t.once('error', () => r(false)); t.listen(p, '127.0.0.1', () => r(true)); });
+    u.close();
+    if (free) { await new Promise<void>((r) => t.close(() => r())); return p; }
+  }
 }
 
 async function startDns(opts: ConstructorParameters<typeof DnsServer>[0] = {}, endpoints = fixture()) {
@@ -190,7 +200,7 @@ describe('dns: names of a known scope (project + network)', () => {
     up = await startUpstream();
     ({ srv, ports: { udpPort: p } } = await startDns({ upstreams: [`127.0.0.1:${up.port}`] }));
   });
-  after(async () => { await srv.close(); await up.close(); });
+  after(async () => { await srv?.close(); await up?.close(); });
 
   test('vip mode: the service name resolves to its VIP, authoritatively, with the VIP TTL', async () => {
     const r = await udp(p, { name: 'web' }, SHOP_FRONT);
@@ -313,7 +323,7 @@ describe('dns: scoping between projects and networks', () => {
     up = await startUpstream();
     ({ srv, ports: { udpPort: p } } = await startDns({ upstreams: [`127.0.0.1:${up.port}`] }));
   });
-  after(async () => { await srv.close(); await up.close(); });
+  after(async () => { await srv?.close(); await up?.close(); });
 
   test('the same service name answers per network and per project', async () => {
     assert.deepEqual(addrs(await udp(p, { name: 'web' }, SHOP_FRONT)), ['10.1.0.2']);
@@ -439,7 +449,7 @@ describe('dns: forwarding', () => {
     } finally { await srv.close(); await up.close(); }
   });
 
-  test('a truncated upstream answer reaches the UDP client with TC; the TCP retry gets it all', async () => {
+  test('a truncated upstream answer: refetched over TCP when the client takes more, else passed on with TC', async () => {
     const up = await startUpstream((q, transport) => {
       const name = q.questions![0]!.name;
       const answers = Array.from({ length: transport === 'udp' ? 0 : 60 }, (_, i) => ({ type: 'A' as const, name, ttl: 60, data: `192.0.2.${i + 1}` }));
@@ -448,10 +458,15 @@ describe('dns: forwarding', () => {
     const { srv, ports: { udpPort, tcpPort } } = await startDns({ upstreams: [`127.0.0.1:${up.port}`] });
     try {
       const r = await udp(udpPort, { name: 'big.example' }, UNKNOWN);
-      assert.ok(r.flag_tc);
+      assert.ok(r.flag_tc, 'no EDNS: the full answer (~1000 bytes) does not fit in 512');
       const t = await tcp(tcpPort, { name: 'big.example' }, UNKNOWN);
       assert.ok(!t.flag_tc);
       assert.equal(t.answers!.length, 60);
+      // the client takes 4096 bytes: we fetch the truncated answer over TCP and pass it whole
+      const e = await udp(udpPort, { name: 'big.example', edns: 4096 }, UNKNOWN);
+      assert.ok(!e.flag_tc);
+      assert.equal(e.answers!.length, 60);
+      assert.deepEqual(up.seen.map((s) => s.transport), ['udp', 'tcp', 'udp', 'tcp']);
     } finally { await srv.close(); await up.close(); }
   });
 
@@ -497,13 +512,22 @@ describe('dns: forwarding', () => {
     } finally { await srv.close(); await up.close(); }
   });
 
-  test('an answer from the wrong address, port or id is ignored (no spoofing through the forwarder)', async () => {
-    // upstream answers with a wrong id first, then the right one
-    const up = await startUpstream((q) => ({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: qs(q), answers: [{ type: 'A', name: q.questions![0]!.name, data: '192.0.2.7' }] }));
-    const { srv, ports: { udpPort } } = await startDns({ upstreams: [`127.0.0.1:${up.port}`] });
+  test('an answer from the wrong port, with the wrong id or question, is ignored (no spoofing through the forwarder)', async () => {
+    const u = dgram.createSocket('udp4'), spoofer = dgram.createSocket('udp4');
+    await new Promise<void>((r) => u.bind(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => spoofer.bind(0, '127.0.0.1', () => r()));
+    u.on('message', (m, rinfo) => {
+      const q = decode(m);
+      const answer = (id: number, data: string, name = q.questions[0]!.name) => dnsPacket.encode({ type: 'response', id, flags: dnsPacket.RECURSION_AVAILABLE, questions: [{ name, type: 'A' }], answers: [{ type: 'A', name, data }] });
+      spoofer.send(answer(q.id, '6.6.6.6'), rinfo.port, rinfo.address); // right id, wrong source port
+      u.send(answer((q.id + 1) & 0xffff, '6.6.6.7'), rinfo.port, rinfo.address); // wrong id
+      u.send(answer(q.id, '6.6.6.8', 'other.example'), rinfo.port, rinfo.address); // wrong question
+      setTimeout(() => u.send(answer(q.id, '192.0.2.7'), rinfo.port, rinfo.address), 30);
+    });
+    const { srv, ports: { udpPort } } = await startDns({ upstreams: [`127.0.0.1:${u.address().port}`] });
     try {
       assert.deepEqual(addrs(await udp(udpPort, { name: 'ok.example' }, UNKNOWN)), ['192.0.2.7']);
-    } finally { await srv.close(); await up.close(); }
+    } finally { await srv.close(); u.close(); spoofer.close(); }
   });
 
   test('never forwards to itself (an upstream that is our own address and port)', async () => {
@@ -535,7 +559,7 @@ describe('dns: transports and robustness', () => {
     up = await startUpstream();
     ({ srv, ports: { udpPort, tcpPort } } = await startDns({ upstreams: [`127.0.0.1:${up.port}`] }, [...fixture(), big, mid]));
   });
-  after(async () => { await srv.close(); await up.close(); });
+  after(async () => { await srv?.close(); await up?.close(); });
 
   test('UDP and TCP listen on the same port', () => {
     assert.equal(udpPort, tcpPort);

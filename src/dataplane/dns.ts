@@ -1,14 +1,15 @@
 // Service-discovery DNS server of the data plane (one per node). Answers the names of the services
 // visible to whoever asks (scoped by project and network), forwards everything else, raw, to the
 // host's upstream resolvers. The hot path (our own names over UDP) parses and encodes the wire
-// format by hand, synchronously, with no per-query allocations beyond the answer buffer.
+// format by hand, synchronously (no promise, no dns-packet objects); the table is rebuilt per
+// setEndpoints in O(services), each service's records derived on first use.
 //
 // Names (case-insensitive, trailing dot optional; P = project, S = service, zone `yun.`):
 //
 //   S                            S.P.yun            vip: the VIP (A) · dnsrr: healthy task addresses
 //   tasks.S                      tasks.S.P.yun      healthy task addresses, in both modes
 //   _NAME._tcp.S                 _NAME._tcp.S.P.yun SRV, one per healthy task and matching port
-//   _TARGET._tcp.S               (also `_udp`)      (the numeric form matches a port's target port)
+//   _TARGET._tcp.S               (also `_udp`)      the numeric form: a port's target port (named or not)
 //   A-B-C-D.tasks.S              A-B-C-D.tasks.S.P.yun   one task (A): the target of its SRV records
 //
 // The left column works only for a query whose source has a known scope {P, N}; it sees the
@@ -27,6 +28,19 @@
 // never forwarded; an existing name without records of the asked type (AAAA when all addresses are
 // IPv4, a dnsrr service with no healthy task, `P.yun`, `_tcp.S.P.yun`) → NOERROR with no answers.
 // Negative answers carry no SOA, so resolvers do not cache them (RFC 2308).
+//
+// Robustness: a datagram too short for a header, or a response (QR set), is dropped; a query whose
+// header is readable but whose body is not gets FORMERR (12 bytes: no amplification); opcodes
+// other than QUERY get NOTIMP. UDP answers are limited to 512 bytes, or the client's EDNS size (at
+// most 4096): the additional section goes first (no TC), then answers (TC set). TCP: 2-byte length
+// framing, several (pipelined) queries per connection, answered as they are ready (RFC 7766), idle
+// connections closed after 10 s.
+//
+// Forwarding: the raw query goes to the upstreams in order (UDP; TCP for TCP clients, and to
+// refetch an answer truncated below the client's EDNS size), 2 s each, with a random id on one shared
+// socket (answers are accepted only from the upstream's address and port, with that id and our
+// question); the answer is returned raw with the client's id. SERVFAIL/REFUSED or silence → the next
+// upstream; all failed → the last upstream's answer, or our SERVFAIL. Never to ourselves.
 //
 // TTL: task-derived records (dnsrr, tasks., SRV, task names) use `ttl` (default 0: task sets
 // change and a stopped task must vanish at once, also behind caching resolvers); VIP records use
@@ -607,8 +621,12 @@ export class DnsServer {
     let out: Outcome;
     try { out = this.process(msg, normSource(rinfo.address), false); } catch (e) { this.internalError(e); return; }
     if (out === null) return;
-    if (!(out instanceof Promise)) { sock.send(out, rinfo.port, rinfo.address); return; }
-    out.then((b) => { if (b && !this.closed) sock.send(b, rinfo.port, rinfo.address); }, (e) => this.internalError(e));
+    if (!(out instanceof Promise)) { this.sendUdp(sock, out, rinfo); return; }
+    out.then((b) => { if (b && !this.closed) this.sendUdp(sock, b, rinfo); }, (e) => this.internalError(e));
+  }
+
+  private sendUdp(sock: dgram.Socket, b: Buffer, rinfo: dgram.RemoteInfo): void {
+    try { sock.send(b, rinfo.port, rinfo.address); } catch (e) { this.internalError(e); } // e.g. the socket just closed
   }
 
   private onTcp(sock: net.Socket): void {
@@ -638,7 +656,7 @@ export class DnsServer {
         if (++inflight > 64) { sock.destroy(); return; }
         out.then((b) => { inflight--; reply(b); }, (e) => { inflight--; this.internalError(e); });
       }
-      if (buf.length > 0 && buf.length < 2 + (buf.length >= 2 ? buf.readUInt16BE(0) : 0)) buf = Buffer.from(buf); // do not pin big chunks
+      if (buf.length > 0) buf = Buffer.from(buf); // a partial frame: copy it, not to pin the whole chunk
     });
     sock.on('error', () => undefined);
     sock.on('close', () => this.conns.delete(sock));
@@ -654,13 +672,16 @@ export class DnsServer {
       if (q === R_FORMERR) this.stats.formerr++;
       return headerOnly(b, q);
     }
-    const scope = this.scopeOf ? this.scopeOf(src) : null;
+    let scope: DnsScope | null = null;
+    if (this.scopeOf) {
+      try { scope = this.scopeOf(src); } catch (e) { this.internalError(e); }
+    }
+    const limit = tcp ? 65535 : q.edns ? Math.min(q.edns, MAX_UDP) : 512;
     // a name with odd characters is none of ours, but is still never forwarded when under `yun.`
     const r = q.odd ? (q.labels[q.labels.length - 1] === 'yun' ? NX : null) : this.resolve(q.labels, q.qtype, q.qclass, scope);
-    if (r === null) return this.forward(b, q, tcp);
+    if (r === null) return this.forward(b, q, tcp, limit);
     if (r.rcode === R_NXDOMAIN) this.stats.nxdomain++;
     this.stats.answered++;
-    const limit = tcp ? 65535 : q.edns ? Math.min(q.edns, MAX_UDP) : 512;
     const { buf, tc } = encodeAnswer(b, q, r, limit);
     if (tc) this.stats.truncated++;
     return buf;
@@ -777,15 +798,20 @@ export class DnsServer {
     }));
   }
 
-  private async forward(b: Buffer, q: Query, tcp: boolean): Promise<Buffer | null> {
+  private async forward(b: Buffer, q: Query, tcp: boolean, limit: number): Promise<Buffer | null> {
     this.stats.forwarded++;
     const ups = this.upstreams();
     let last: Buffer | null = null;
     for (const up of ups) {
       if (this.closed) return null;
       let ans = tcp ? await forwardTcp(b, up, this.timeoutMs, this.fwdConns) : await this.forwarder.forward(b, q.qEnd, up, this.timeoutMs);
-      // A truncated UDP answer (TC) is passed on as it is: the client retries over TCP, which we
-      // forward over TCP.
+      if (ans && !tcp && q.edns && (ans.readUInt16BE(2) & F_TC) && limit > ans.length) {
+        // truncated by an upstream whose own limit is below what the client accepts (EDNS): fetch it
+        // over TCP, and pass the whole answer on when it fits; else the TC answer (the client
+        // retries over TCP itself). Without EDNS both limits are 512: no point in refetching.
+        const full = await forwardTcp(b, up, this.timeoutMs, this.fwdConns);
+        if (full && full.length <= limit && !(full.readUInt16BE(2) & F_TC)) ans = full;
+      }
       if (!ans) { this.warnOnce(`up:${up.host}:${up.port}`, { upstream: `${up.host}:${up.port}` }, 'dns: upstream resolver did not answer'); continue; }
       ans.writeUInt16BE(q.id, 0);
       const rcode = ans.readUInt16BE(2) & 0xf;
