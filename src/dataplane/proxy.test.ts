@@ -128,7 +128,7 @@ describe('L4Proxy', () => {
     proxy.setBackends('svc:80', []);
     const o = await probeTag(VIP, port, 5000);
     assert.equal(o.result, 'reset');
-    assert.ok(o.ms < 100, `${o.ms} ms`);
+    assert.ok(o.ms < 300, `${o.ms} ms`);
   });
 
   it('gives up on a blackholed backend after the connect timeout and uses the next one', async () => {
@@ -140,10 +140,11 @@ describe('L4Proxy', () => {
     assert.equal(first.result, 'ok');
     assert.equal(first.tag, 'b1');
     assert.ok(first.ms >= 180 && first.ms < 1000, `first connection took ${first.ms.toFixed(0)} ms`);
-    // Marked failing: the next connections go straight to b1.
+    // Marked failing: the next connections go straight to b1 (the hole is not dialled again).
     const second = await probeTag(VIP, port, 5000);
     assert.equal(second.tag, 'b1');
-    assert.ok(second.ms < 150, `second connection took ${second.ms.toFixed(0)} ms`);
+    assert.equal(proxy.stats().backends.find((x) => x.id === 'hole')!.dial_failures, 1);
+    assert.ok(second.ms < 500, `second connection took ${second.ms.toFixed(0)} ms`);
     // Only the black hole: reset after the connect timeout, well under a second.
     proxy.setBackends('svc:80', [be('hole', hole.host, hole.port)]);
     const only = await probeTag(VIP, port, 5000);

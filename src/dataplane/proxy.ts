@@ -76,6 +76,11 @@ export interface ProxyStats {
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 500;
+/**
+ * TCP keepalive on every proxied socket: a peer that vanished (a node powered off, a cable pulled)
+ * is noticed after this idle time plus about 10 s of probes, instead of never.
+ */
+export const KEEPALIVE_MS = 30_000;
 export const DEFAULT_FAIL_MS = 1000;
 /** How much longer than the connect timeout a custom dialer may take before the proxy gives up on it. */
 const GUARD_SLACK_MS = 50;
@@ -88,10 +93,10 @@ export class DialError extends Error {
   }
 }
 
-/** Direct TCP to the backend, with a connect timeout; the socket is half-open capable and unbuffered (no Nagle). */
+/** Direct TCP to the backend, with a connect timeout; the socket is half-open capable, unbuffered (no Nagle) and kept alive. */
 export function directDial(b: Backend, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: b.host, port: b.port, allowHalfOpen: true, noDelay: true });
+    const s = net.connect({ host: b.host, port: b.port, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_MS });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new DialError(`connect to ${b.host}:${b.port} timed out after ${timeoutMs} ms`, 'ETIMEDOUT'));
@@ -206,7 +211,7 @@ export class L4Proxy {
    */
   async listen(key: string, address: string, port: number): Promise<number> {
     if (this.listeners.has(key)) throw new Error(`proxy listener "${key}" already exists`);
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_MS });
     const l: Listener = { key, server, address, port, backends: [], rr: 0, conns: new Set(), accepted: 0, rejected: 0, retries: 0, lastWarn: 0 };
     this.listeners.set(key, l);
     server.on('connection', (client: net.Socket) => this.accept(l, client));
@@ -322,7 +327,6 @@ export class L4Proxy {
 
   private accept(l: Listener, client: net.Socket): void {
     l.accepted++;
-    client.setNoDelay(true);
     const conn: Conn = { client, listener: l };
     l.conns.add(conn);
     // Until the upstream is joined: a client that errors or goes away ends the attempt.

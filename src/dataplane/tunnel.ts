@@ -23,7 +23,7 @@
 // keep-alive clients pay once. Multiplexing or session resumption are possible later.
 import net from 'node:net';
 import tls from 'node:tls';
-import { DialError, directDial, joinSockets, type Backend, type Dialer, type ProxyLog } from './proxy.js';
+import { DialError, KEEPALIVE_MS, directDial, joinSockets, type Backend, type Dialer, type ProxyLog } from './proxy.js';
 
 export interface TunnelTarget {
   host: string;
@@ -88,6 +88,9 @@ export class TunnelServer {
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
       allowHalfOpen: true,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: KEEPALIVE_MS,
       handshakeTimeout,
     });
     this.server = server;
@@ -128,7 +131,6 @@ export class TunnelServer {
 
   private handle(s: tls.TLSSocket, headerTimeoutMs: number): void {
     this.counters.accepted++;
-    s.setNoDelay(true);
     const refuse = (code: string, reason: string) => {
       this.counters.refused++;
       this.opts.log?.debug?.({ code, reason, peer: s.remoteAddress }, 'tunnel: request refused');
@@ -260,6 +262,7 @@ function dialTunnel(b: Backend, timeoutMs: number, secureContext: tls.SecureCont
       },
     } as tls.ConnectionOptions & { allowHalfOpen: boolean });
     s.setNoDelay(true);
+    s.setKeepAlive(true, KEEPALIVE_MS);
     let settled = false;
     const fail = (err: DialError) => {
       if (settled) return;
