@@ -48,8 +48,8 @@ describe('data plane: DNS, VIP and routing mesh for process tasks on loopback no
     cloud = await startTestCloud();
     token = await cloud.api.login('admin', cloud.adminPassword, 'admin');
     const jt = (await req<{ token: string }>('GET', '/v1/cluster/join-tokens/worker')).body.token;
-    agents.push(await startAgent({ url: cloud.url, token: jt, address: '127.0.0.2', dnsPort: 53 }));
-    agents.push(await startAgent({ url: cloud.url, token: jt, address: '127.0.0.3', dnsPort: 53 }));
+    agents.push(await startAgent({ url: cloud.url, token: jt, address: '127.0.0.2', dnsPort: 53, tunnelPort: 7444 }));
+    agents.push(await startAgent({ url: cloud.url, token: jt, address: '127.0.0.3', dnsPort: 53, tunnelPort: 7444 }));
     const r = await req<{ id: string }>('POST', '/v1/services', {
       name: 'web', replicas: 2,
       task: {
@@ -87,6 +87,11 @@ describe('data plane: DNS, VIP and routing mesh for process tasks on loopback no
     const ports = (srv.answers ?? []).filter((x) => x.type === 'SRV').map((x) => (x as { data: { port: number } }).data.port);
     assert.equal(ports.length, 2);
     for (const p of ports) assert.ok(p > 1024);
+  });
+
+  it('the agents run the mutual-TLS data-plane tunnel (cross-node backends are reached through it)', async () => {
+    const nodes = (await req<{ items: { address: string; dataplane_port: number | null }[] }>('GET', '/v1/nodes')).body.items;
+    assert.deepEqual(nodes.filter((n) => n.address !== '127.0.0.1').map((n) => n.dataplane_port), [7444, 7444]);
   });
 
   it('VIP: 20 requests all succeed and reach both backends', async () => {

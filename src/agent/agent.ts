@@ -21,6 +21,9 @@ export interface AgentOptions {
   images?: NodeImages;
   /** Port of the service DNS on this node's address (default 53; 0: none). */
   dnsPort?: number;
+  /** Port of the data-plane tunnel (default 7444; 0: none) and the TLS material it needs. */
+  tunnelPort?: number;
+  tls?: { cert: string; key: string; ca: string };
   /** Reconnect backoff: first delay and cap. */
   backoffMs?: { initial: number; max: number };
 }
@@ -54,7 +57,7 @@ export class Agent {
     this.backoff = opts.backoffMs?.initial ?? 250;
     this.connected = new Promise((r) => { this.connectedOnce = r; });
     const drivers = new Map(opts.drivers.map((d) => [d.name, d]));
-    this.dataplane = new AgentDataplane({ nodeId: opts.nodeId, address, dnsPort: opts.dnsPort ?? 53, log: opts.log.child({ component: 'dataplane' }) });
+    this.dataplane = new AgentDataplane({ nodeId: opts.nodeId, address, dnsPort: opts.dnsPort ?? 53, tunnelPort: opts.tunnelPort ?? 7444, tls: opts.tls, log: opts.log.child({ component: 'dataplane' }) });
     this.host = {
       drivers,
       store: this.store,
@@ -132,7 +135,7 @@ export class Agent {
       void this.opts.description().then((description) => {
         const tasks = [...this.runners.values()].map((r) => ({ task_id: r.id, status: r.record.status }));
         this.pending.clear(); // the hello carries every status as of now
-        ch.send({ type: 'hello', node_id: this.opts.nodeId, description, tasks });
+        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, dataplane_port: this.dataplane.tunnelPort }, tasks });
       });
     });
   }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { DnsServer, type DnsEndpoint } from '../dataplane/dns.js';
 import { L4Proxy, type Backend } from '../dataplane/proxy.js';
+import { TunnelServer, tunnelDialer } from '../dataplane/tunnel.js';
 import { vipAddress, type Endpoint } from '../dataplane/endpoints.js';
 import type { DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
 
@@ -10,6 +11,10 @@ export interface AgentDataplaneOptions {
   address: string;
   /** DNS port (default 53). 0 turns DNS off. */
   dnsPort: number;
+  /** Port of the node-to-node tunnel (mutual TLS); 0 turns it off (remote backends are dialled directly). */
+  tunnelPort: number;
+  /** This node's certificate and key and the cluster CA (needed for the tunnel). */
+  tls?: { cert: string; key: string; ca: string };
   log: Logger;
 }
 
@@ -27,12 +32,55 @@ export class AgentDataplane {
   private listening = new Map<string, { address: string; port: number }>();
   private syncing: Promise<void> = Promise.resolve();
   dnsAddress?: string;
+  private tunnel?: TunnelServer;
+  /** The port the tunnel listens on, once it does. */
+  tunnelPort: number | null = null;
 
   constructor(private opts: AgentDataplaneOptions) {
-    this.proxy = new L4Proxy({ log: opts.log.child({ component: 'proxy' }) as never });
+    const tlsOpts = opts.tls;
+    const dial = tlsOpts && opts.tunnelPort
+      ? tunnelDialer({
+          ...tlsOpts,
+          nodeAddress: (id) => {
+            const n = this.nodes.find((x) => x.id === id);
+            return n && n.dataplane_port ? { host: n.address, port: n.dataplane_port } : undefined;
+          },
+        })
+      : undefined;
+    // Remote backends go through the tunnel of their node when it has one, else directly.
+    const dialer = dial
+      ? ((b: Backend, t: number) => {
+          const n = this.nodes.find((x) => x.id === b.node_id);
+          return b.local || !n?.dataplane_port ? import('../dataplane/proxy.js').then((m) => m.directDial(b, t)) : dial(b, t);
+        })
+      : undefined;
+    this.proxy = new L4Proxy({ log: opts.log.child({ component: 'proxy' }) as never, ...(dialer ? { dial: dialer } : {}) });
+  }
+
+  /** Task backends of this node: the only targets the tunnel connects to. */
+  private localTargets(): Set<string> {
+    const out = new Set<string>();
+    for (const ep of this.endpoints.values()) for (const t of ep.tasks) if (t.node_id === this.opts.nodeId) for (const p of t.ports) out.add(`${t.address}:${p.host_port}`);
+    return out;
   }
 
   async start(): Promise<void> {
+    if (this.opts.tls && this.opts.tunnelPort) {
+      this.tunnel = new TunnelServer({
+        ...this.opts.tls,
+        allow: (peer) => this.nodes.some((n) => n.id === peer),
+        resolveTarget: (req) => this.localTargets().has(`${req.host}:${req.port}`),
+        log: this.opts.log.child({ component: 'tunnel' }) as never,
+      });
+      try {
+        this.tunnelPort = await this.tunnel.listen(this.opts.address, this.opts.tunnelPort);
+        this.opts.log.info({ address: this.opts.address, port: this.tunnelPort }, 'data-plane tunnel listening');
+      } catch (e) {
+        this.opts.log.warn({ err: (e as Error).message, port: this.opts.tunnelPort }, 'data-plane tunnel cannot listen: remote backends are dialled directly (yun doctor reports it)');
+        await this.tunnel.close().catch(() => undefined);
+        this.tunnel = undefined;
+      }
+    }
     if (this.opts.dnsPort === 0) return;
     const dnsLog = this.opts.log.child({ component: 'dns' });
     this.dns = new DnsServer({ log: { warn: (...a: unknown[]) => (dnsLog.warn as (...x: unknown[]) => void)(...a) } });
@@ -49,6 +97,7 @@ export class AgentDataplane {
 
   async stop(): Promise<void> {
     await this.proxy.close().catch(() => undefined);
+    await this.tunnel?.close().catch(() => undefined);
     await this.dns?.close().catch(() => undefined);
   }
 

@@ -24,6 +24,7 @@ export interface AgentRunOptions {
   resources?: { cpus?: number; memoryBytes?: number };
   drivers?: Driver[];
   dnsPort?: number;
+  tunnelPort?: number;
 }
 
 export interface RunningAgent {
@@ -60,6 +61,8 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       images: new NodeImages(new ImageStore(join(dir, 'images')), managerBlobFetcher(id.manager_url, { ca: id.ca_pem, cert: id.cert_pem, key: id.key_pem })),
       connect: () => connectSession(id),
       dnsPort: opts.dnsPort,
+      tunnelPort: opts.tunnelPort,
+      tls: { cert: id.cert_pem, key: id.key_pem, ca: id.ca_pem },
     }, opts.advertiseAddr);
     await agent.start();
     return {

@@ -6,6 +6,8 @@ import { computeEndpoint, type Endpoint, type EndpointNode } from './endpoints.j
 
 export interface DataplaneNode extends EndpointNode {
   vip_octet: number;
+  /** Port of the node's data-plane tunnel, or null when it has none. */
+  dataplane_port: number | null;
 }
 
 export interface EndpointsMessage {
@@ -65,7 +67,7 @@ export class DataplaneController {
 
   private async loadNodes(): Promise<void> {
     const nodes = (await this.store.list('node', { limit: 100000 })).items;
-    this.nodes = nodes.map((n) => ({ id: n.id, address: String(n.data.address), ready: n.data.status === 'ready', vip_octet: Number(n.data.vip_octet ?? 100) }));
+    this.nodes = nodes.map((n) => ({ id: n.id, address: String(n.data.address), ready: n.data.status === 'ready', vip_octet: Number(n.data.vip_octet ?? 100), dataplane_port: typeof n.data.dataplane_port === 'number' ? n.data.dataplane_port : null }));
   }
 
   private async flush(): Promise<void> {

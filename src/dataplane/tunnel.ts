@@ -70,7 +70,9 @@ function reasonLine(code: string, reason: string): string {
 export class TunnelServer {
   private readonly opts: TunnelServerOptions;
   private server?: tls.Server;
+  /** Tunnel connections (the raw TCP sockets) and the target connections made for them. */
   private readonly sockets = new Set<net.Socket>();
+  private readonly targets = new Set<net.Socket>();
   private readonly counters = { accepted: 0, refused: 0, tls_errors: 0 };
 
   constructor(opts: TunnelServerOptions) {
@@ -106,13 +108,18 @@ export class TunnelServer {
       s.destroy();
     });
     server.on('error', (err) => this.opts.log?.warn({ err }, 'tunnel listener error'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: address, port }, () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: address, port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      this.server = undefined;
+      throw err;
+    }
     return (server.address() as net.AddressInfo).port;
   }
 
@@ -126,6 +133,7 @@ export class TunnelServer {
     this.server = undefined;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
+    for (const s of this.targets) s.destroy();
     await closed;
   }
 
@@ -201,8 +209,8 @@ export class TunnelServer {
           up.destroy();
           return;
         }
-        this.sockets.add(up);
-        up.once('close', () => this.sockets.delete(up));
+        this.targets.add(up);
+        up.once('close', () => this.targets.delete(up));
         s.off('error', onError);
         s.write('OK\n');
         if (rest.length) up.write(rest);

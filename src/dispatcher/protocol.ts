@@ -12,6 +12,8 @@ export interface NodeDescription {
   drivers: Record<string, { available: boolean; reason?: string; attributes?: Record<string, string> }>;
   platform: { os: string; arch: string; kernel: string };
   agent_version: string;
+  /** Port of the node's data-plane tunnel (mutual TLS), when it runs one. */
+  dataplane_port?: number | null;
 }
 
 export type AgentMessage =

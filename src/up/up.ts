@@ -49,8 +49,32 @@ export interface UpOptions {
   drivers?: Driver[];
   /** Port of the node's service DNS (default 53; 0: none). */
   dnsPort?: number;
+  /** Port of the node's data-plane tunnel (default 7444; 0: none). */
+  tunnelPort?: number;
   /** Resources the local node reports (default: the machine's). */
   resources?: { cpus?: number; memoryBytes?: number };
+}
+
+/** The local agent's node certificate (for the data-plane tunnel): made once, kept in DATA_DIR/agent/pki. */
+async function localNodeCertificate(dataDir: string, ca: { certPem: string; keyPem: string }, nodeId: string, address: string): Promise<{ cert: string; key: string; ca: string }> {
+  const { existsSync, readFileSync, writeFileSync, mkdirSync: mk } = await import('node:fs');
+  const dir = join(dataDir, 'agent', 'pki');
+  const certPath = join(dir, 'node.crt');
+  const keyPath = join(dir, 'node.key');
+  if (existsSync(certPath) && existsSync(keyPath)) {
+    const cert = readFileSync(certPath, 'utf8');
+    const { X509Certificate } = await import('node:crypto');
+    const x = new X509Certificate(cert);
+    if (x.subject.includes(`CN=${nodeId}`) && x.checkIssued(new X509Certificate(ca.certPem)) && x.checkIP(address) !== undefined) {
+      return { cert, key: readFileSync(keyPath, 'utf8'), ca: ca.certPem };
+    }
+  }
+  const { issueCertificate } = await import('../pki/ca.js');
+  const issued = await issueCertificate(ca, { commonName: nodeId, organizationalUnit: 'manager', hosts: [address], usage: 'both' });
+  mk(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(keyPath, issued.keyPem, { mode: 0o600 });
+  writeFileSync(certPath, issued.certPem, { mode: 0o644 });
+  return { cert: issued.certPem, key: issued.keyPem, ca: ca.certPem };
 }
 
 export interface Cloud {
@@ -169,6 +193,8 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
       drivers,
       images: new NodeImages(images),
       dnsPort: opts.dnsPort,
+      tunnelPort: opts.tunnelPort,
+      tls: await localNodeCertificate(realDir, pki.ca, nodeId, advertise),
       log: log.child({ component: 'agent' }),
       connect: async () => {
         const [agentEnd, managerEnd] = channelPair<AgentMessage, ManagerMessage>();

@@ -18,9 +18,9 @@ export interface AgentProcess {
   stop(): Promise<void>;
 }
 
-export async function startAgent(opts: { url: string; token?: string; address: string; dataDir?: string; cpus?: number; memory?: string; env?: NodeJS.ProcessEnv; dnsPort?: number }): Promise<AgentProcess> {
+export async function startAgent(opts: { url: string; token?: string; address: string; dataDir?: string; cpus?: number; memory?: string; env?: NodeJS.ProcessEnv; dnsPort?: number; tunnelPort?: number }): Promise<AgentProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `yun-agent-${opts.address}-`));
-  const args = [BIN, 'agent', '--advertise-addr', opts.address, '--data-dir', dataDir, '--log-level', 'info', '--dns-port', String(opts.dnsPort ?? 0)];
+  const args = [BIN, 'agent', '--advertise-addr', opts.address, '--data-dir', dataDir, '--log-level', 'info', '--dns-port', String(opts.dnsPort ?? 0), '--dataplane-port', String(opts.tunnelPort ?? 0)];
   if (opts.token) args.push('--join', opts.url, '--token', opts.token);
   if (opts.cpus) args.push('--cpus', String(opts.cpus));
   if (opts.memory) args.push('--memory', opts.memory);

@@ -13,7 +13,7 @@ export interface TestCloud extends Cloud {
 
 export async function startTestCloud(opts: Partial<UpOptions> = {}): Promise<TestCloud> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'yun-test-'));
-  const cloud = await startCloud({ listen: '127.0.0.1:0', logLevel: 'warn', dnsPort: 0, ...opts, dataDir });
+  const cloud = await startCloud({ listen: '127.0.0.1:0', logLevel: 'warn', dnsPort: 0, tunnelPort: 0, ...opts, dataDir });
   const env = readFileSync(cloud.envPath, 'utf8');
   const adminPassword = /YUN_PASSWORD=(.*)/.exec(env)![1]!;
   const api = new Api(cloud.url, readFileSync(join(cloud.dataDir, 'pki', 'ca.crt'), 'utf8'));

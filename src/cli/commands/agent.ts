@@ -16,6 +16,7 @@ export default defineCommand({
     .option('--cpus <n>', 'CPUs this node offers to the scheduler (default: all)')
     .option('--memory <size>', 'memory this node offers to the scheduler (default: all)')
     .option('--dns-port <port>', 'port of the service DNS on the advertise address (0: off)', '53')
+    .option('--dataplane-port <port>', 'port of the node-to-node data-plane tunnel, mutual TLS (0: off)', '7444')
     .option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info'),
   parse: (_a, o) => {
     const addr = String(o.advertiseAddr);
@@ -36,7 +37,9 @@ export default defineCommand({
     }
     const dnsPort = Number(o.dnsPort);
     if (!Number.isInteger(dnsPort) || dnsPort < 0 || dnsPort > 65535) throw usage(`--dns-port must be a port number (0 turns DNS off), not "${String(o.dnsPort)}"`);
-    return { dnsPort, join: o.join as string | undefined, token: o.token as string | undefined, advertiseAddr: addr, dataDir: String(o.dataDir), logLevel: level as Level, resources: { cpus, memoryBytes } };
+    const tunnelPort = Number(o.dataplanePort);
+    if (!Number.isInteger(tunnelPort) || tunnelPort < 0 || tunnelPort > 65535) throw usage(`--dataplane-port must be a port number (0 turns the tunnel off), not "${String(o.dataplanePort)}"`);
+    return { dnsPort, tunnelPort, join: o.join as string | undefined, token: o.token as string | undefined, advertiseAddr: addr, dataDir: String(o.dataDir), logLevel: level as Level, resources: { cpus, memoryBytes } };
   },
   async run(i) {
     const { runAgent } = await import('../../agent/run-agent.js');

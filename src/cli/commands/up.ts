@@ -18,7 +18,8 @@ export default defineCommand({
     .option('--rate-limit <n>', 'requests per second allowed per token or client address', '1000')
     .option('--token-ttl <duration>', 'lifetime of tokens', '12h')
     .option('--body-limit <size>', 'largest request body', '1m')
-    .option('--dns-port <port>', 'port of the service DNS on the advertise address (0: off)', '53'),
+    .option('--dns-port <port>', 'port of the service DNS on the advertise address (0: off)', '53')
+    .option('--dataplane-port <port>', 'port of the node-to-node data-plane tunnel, mutual TLS (0: off)', '7444'),
   parse: (_a, o) => {
     parseListen(String(o.listen));
     const level = String(o.logLevel);
@@ -31,8 +32,10 @@ export default defineCommand({
     if (!bodyLimit || bodyLimit < 1024) throw usage(`--body-limit must be a size of at least 1k, such as 1m, not "${String(o.bodyLimit)}"`);
     const dnsPort = Number(o.dnsPort);
     if (!Number.isInteger(dnsPort) || dnsPort < 0 || dnsPort > 65535) throw usage(`--dns-port must be a port number (0 turns DNS off), not "${String(o.dnsPort)}"`);
+    const tunnelPort = Number(o.dataplanePort);
+    if (!Number.isInteger(tunnelPort) || tunnelPort < 0 || tunnelPort > 65535) throw usage(`--dataplane-port must be a port number (0 turns the tunnel off), not "${String(o.dataplanePort)}"`);
     return {
-      dnsPort,
+      dnsPort, tunnelPort,
       dataDir: (o.dataDir as string | undefined) ?? defaultDataDir(), listen: String(o.listen), advertiseAddr: o.advertiseAddr as string | undefined,
       insecureHttp: Boolean(o.insecureHttp), logLevel: level as Level, rateLimit, tokenTtlMs: ttl, bodyLimit,
     };
