@@ -54,7 +54,7 @@ export class AgentDataplane {
           return b.local || !n?.dataplane_port ? import('../dataplane/proxy.js').then((m) => m.directDial(b, t)) : dial(b, t);
         })
       : undefined;
-    this.proxy = new L4Proxy({ log: opts.log.child({ component: 'proxy' }) as never, ...(dialer ? { dial: dialer } : {}) });
+    this.proxy = new L4Proxy({ log: opts.log.child({ component: "proxy" }), ...(dialer ? { dial: dialer } : {}) });
   }
 
   /** Task backends of this node: the only targets the tunnel connects to. */
