@@ -535,11 +535,11 @@ describe('oci driver', () => {
     try {
       s.stdin.write('tty; stty size; echo "v=$YUN_X"\n');
       await until(() => /v=tty-env/.test(out), 5000, 'the shell to answer');
-      assert.match(out, /\/dev\/pts\/\d+\r?\n/);
-      assert.match(out, /33 99\r?\n/);
+      assert.match(out, /\/dev\/pts\/\d+\r*\n/);
+      assert.match(out, /33 99\r*\n/);
       await s.resize(40, 120);
       s.stdin.write('stty size\n');
-      await until(() => /40 120\r?\n/.test(out), 5000, 'the new size inside');
+      await until(() => /40 120\r*\n/.test(out), 5000, 'the new size inside');
       s.stdin.write('exit 4\n');
       assert.equal(await within(s.wait(), 5000, 'the session to end'), 4);
     } finally {
