@@ -202,18 +202,7 @@ export class ApiClient {
       try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
       throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
     }
-    let buf = '';
-    const decoder = new TextDecoder();
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line) onLine(line);
-      }
-    }
-    if (buf) onLine(buf);
+    await readLines(res.body as AsyncIterable<Uint8Array>, onLine);
   }
 
   /** GET a streaming NDJSON response, calling `onLine` for each line as it arrives. */
@@ -233,18 +222,7 @@ export class ApiClient {
       try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
       throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
     }
-    let buf = '';
-    const decoder = new TextDecoder();
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line) onLine(line);
-      }
-    }
-    if (buf) onLine(buf);
+    await readLines(res.body as AsyncIterable<Uint8Array>, onLine);
   }
 
   async get<T = Record<string, unknown>>(path: string, query?: RequestOptions['query']): Promise<T> {
@@ -265,6 +243,22 @@ export class ApiClient {
     } while (next && items.length < max);
     return items.slice(0, max);
   }
+}
+
+/** Call `onLine` for every non-empty line of a streamed body (NDJSON answers). */
+async function readLines(body: AsyncIterable<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  let buf = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line) onLine(line);
+    }
+  }
+  if (buf) onLine(buf);
 }
 
 function connectionError(e: unknown, s: Settings): CliError {

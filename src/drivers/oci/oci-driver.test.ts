@@ -527,7 +527,7 @@ describe('oci driver', () => {
 
   it('execTty: an interactive shell on a terminal, with its size, resizable; the exit code comes back', async (t) => {
     if (skip(t)) return;
-    if (!onPath('script')) return t.skip('no `script` (bsdutils) on this node');
+    if (!requireOrSkip(t, Boolean(onPath('script')), 'no `script` (bsdutils) on this node')) return;
     const h = await startTracked(config());
     const s = await driver.execTty(h, ['sh'], { rows: 33, cols: 99, env: { YUN_X: 'tty-env' } });
     let out = '';

@@ -8,6 +8,7 @@
  * removed here), `exit` (the shim's status line), `exit.json` (the computed ExitResult, cached so it
  * stays the same after the cgroups are gone).
  */
+import { readStarted, sendGo } from '../common/shim-io.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
@@ -283,7 +284,7 @@ export class ProcessDriver implements Driver {
     try {
       if (isRoot) await writeFile(`/proc/${pid}/oom_score_adj`, '-1000').catch(() => undefined);
       if (cgroups) await joinCgroups(cgroups, pid);
-      await this.sendGo(child.stdio[3] as Writable, false);
+      await sendGo(child.stdio[3] as Writable, false);
     } catch (err) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -298,7 +299,7 @@ export class ProcessDriver implements Driver {
     }
 
     // The command is the shim's only child: once it says `started`, record its pid.
-    const startedOk = await this.readStarted(child.stdio[3] as Readable, START_TIMEOUT_MS);
+    const startedOk = await readStarted(child.stdio[3] as Readable, START_TIMEOUT_MS);
     let cmdPid: number | undefined;
     let cmdStart: string | undefined;
     for (const kid of await childrenOf(pid)) {
@@ -455,7 +456,7 @@ export class ProcessDriver implements Driver {
     }, Math.max(1, opts.timeoutMs));
     try {
       if (h.cgroups) await joinCgroups(h.cgroups, pid);
-      await this.sendGo(child.stdio[3] as Writable);
+      await sendGo(child.stdio[3] as Writable);
     } catch (err) {
       clearTimeout(timer);
       try {
@@ -509,39 +510,7 @@ export class ProcessDriver implements Driver {
     return live;
   }
 
-  private sendGo(sock: Writable | null | undefined, end = true): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (!sock) return reject(new Error('no control channel to the task supervisor'));
-      sock.once('error', reject);
-      if (end) sock.end('go\n', () => resolve());
-      else sock.write('go\n', (err) => (err ? reject(err) : resolve()));
-    });
-  }
 
-  /** True once the shim's subshell wrote `started` on the control socket; false on EOF, error or timeout. The socket is closed after. */
-  private readStarted(sock: Readable | null | undefined, ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      if (!sock) return resolve(false);
-      let buf = '';
-      let finished = false;
-      const done = (ok: boolean) => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        sock.removeAllListeners('data');
-        sock.destroy();
-        resolve(ok);
-      };
-      const timer = setTimeout(() => done(false), ms);
-      sock.on('data', (b: Buffer) => {
-        buf += b.toString();
-        if (buf.includes('started\n')) done(true);
-      });
-      sock.once('end', () => done(buf.includes('started\n')));
-      sock.once('close', () => done(buf.includes('started\n')));
-      sock.once('error', () => done(false));
-    });
-  }
 
   private signal(pid: number, sig: NodeJS.Signals | number): void {
     // Never 0, 1 or -1: kill(0) would signal our own process group, kill(-1) every process.
