@@ -94,6 +94,16 @@ describe('data plane: DNS, VIP and routing mesh for process tasks on loopback no
     assert.deepEqual(nodes.filter((n) => n.address !== '127.0.0.1').map((n) => n.dataplane_port), [7444, 7444]);
   });
 
+  it('yun doctor checks the data-plane tunnel between every pair of nodes that run one', async () => {
+    const r = await req<{ items: { address: string; checks: { name: string; status: string; detail: string }[] }[] }>('GET', '/v1/doctor');
+    assert.equal(r.status, 200);
+    const n2 = r.body.items.find((i) => i.address === '127.0.0.2')!;
+    const pair = n2.checks.find((c) => c.name === 'data plane to 127.0.0.3');
+    assert.ok(pair, JSON.stringify(n2.checks));
+    assert.equal(pair!.status, 'pass', pair!.detail);
+    assert.match(pair!.detail, /127\.0\.0\.2 → 127\.0\.0\.3:7444 reached \(mutual TLS\)/);
+  });
+
   it('VIP: 20 requests all succeed and reach both backends', async () => {
     const vip = addresses(await query('127.0.0.2', 'web.admin.yun', 'A'))[0]!;
     const seen = new Set<string>();

@@ -210,6 +210,7 @@ export class Agent {
         void import('../doctor/checks.js')
           .then((d) => d.localChecks({ dataDir: this.opts.dataDir, clusterHosts: m.cluster_hosts, skewMs: this.skewMs }))
           .then(async (checks) => {
+            checks.push(...(await this.dataplane.reachability().catch((e) => [{ name: 'data plane', status: 'fail' as const, detail: (e as Error).message }])));
             const drivers = (await this.opts.description()).drivers;
             for (const [name, f] of Object.entries(drivers)) {
               checks.push(f.available

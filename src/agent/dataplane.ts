@@ -57,6 +57,37 @@ export class AgentDataplane {
     this.proxy = new L4Proxy({ log: opts.log.child({ component: "proxy" }), ...(dialer ? { dial: dialer } : {}) });
   }
 
+  /**
+   * `yun doctor`: can this node reach the data-plane tunnel of every other node (a mutual-TLS
+   * handshake within 1 s)? A FAIL names the pair and the port.
+   */
+  async reachability(): Promise<import('../doctor/checks.js').CheckResult[]> {
+    const out: import('../doctor/checks.js').CheckResult[] = [];
+    if (!this.opts.tls || !this.opts.tunnelPort) {
+      return [{ name: 'data plane', status: 'warn', detail: 'the data-plane tunnel is off on this node (--dataplane-port 0): other nodes reach its tasks directly', fix: 'Run the agent with --dataplane-port 7444 (the default).' }];
+    }
+    if (this.tunnelPort === null) {
+      out.push({ name: 'data plane', status: 'fail', detail: `the data-plane tunnel could not listen on ${this.opts.address}:${this.opts.tunnelPort}`, fix: 'Free the port, or choose another with --dataplane-port.', breaks: ['mesh'] });
+    }
+    const tls = await import('node:tls');
+    const me = this.nodes.find((n) => n.id === this.opts.nodeId);
+    for (const n of this.nodes) {
+      if (n.id === this.opts.nodeId || !n.ready || !n.dataplane_port) continue;
+      const t0 = Date.now();
+      const err = await new Promise<string | null>((resolve) => {
+        const sock = tls.connect({ host: n.address, port: n.dataplane_port!, ...this.opts.tls!, servername: undefined, checkServerIdentity: () => undefined, minVersion: 'TLSv1.3' });
+        const timer = setTimeout(() => { sock.destroy(); resolve('no answer within 1 s'); }, 1000);
+        sock.once('secureConnect', () => { clearTimeout(timer); sock.destroy(); resolve(null); });
+        sock.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(e.code ?? e.message); });
+      });
+      const pair = `${me?.address ?? this.opts.address} → ${n.address}:${n.dataplane_port}`;
+      out.push(err === null
+        ? { name: `data plane to ${n.address}`, status: 'pass', detail: `${pair} reached (mutual TLS) in ${Date.now() - t0} ms` }
+        : { name: `data plane to ${n.address}`, status: 'fail', detail: `${pair}: ${err} — service traffic from this node to tasks on ${n.address} can only go directly, or not at all`, fix: `Open TCP port ${n.dataplane_port} from ${me?.address ?? this.opts.address} to ${n.address} (firewall, security group).`, breaks: ['mesh'] });
+    }
+    return out;
+  }
+
   /** Task backends of this node: the only targets the tunnel connects to. */
   private localTargets(): Set<string> {
     const out = new Set<string>();
