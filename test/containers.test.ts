@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { requireOrSkip, startTestCloud, type TestCloud } from './helpers/cloud.js';
-import { alive, startAgent, waitFor, type AgentProcess } from './helpers/agents.js';
+import { alive, removeAgentDir, startAgent, waitFor, type AgentProcess } from './helpers/agents.js';
 
 const root = process.getuid?.() === 0;
 const runc = (() => { try { execFileSync('runc', ['--version'], { stdio: 'pipe' }); return true; } catch { return false; } })();
@@ -65,7 +65,7 @@ describe('containers: the oci driver with images', { concurrency: false }, () =>
     for (const a of agents) await a.stop().catch(() => undefined);
     await cloud.close({ stopTasks: true });
     await cloud.stop();
-    for (const a of agents) rmSync(a.dataDir, { recursive: true, force: true });
+    for (const a of agents) await removeAgentDir(a.dataDir);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 

@@ -75,3 +75,20 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * Remove an agent's data directory once nothing is mounted under it any more: a task's overlay is
+ * unmounted by its agent a moment after the task is removed. Mounts this test left behind after
+ * 15 s are detached (lazily) so the directory can go.
+ */
+export async function removeAgentDir(dir: string): Promise<void> {
+  const { readFileSync: read } = await import('node:fs');
+  const { execFileSync } = await import('node:child_process');
+  const mountsUnder = () => read('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m === dir || m.startsWith(`${dir}/`));
+  const deadline = Date.now() + 15_000;
+  while (mountsUnder().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const m of mountsUnder()) {
+    try { execFileSync('umount', ['-l', m], { stdio: 'ignore' }); } catch { /* already gone */ }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}

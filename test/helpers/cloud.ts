@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, fetch } from 'undici';
@@ -23,7 +23,10 @@ export async function startTestCloud(opts: Partial<UpOptions> = {}): Promise<Tes
     async stop() {
       await api.close();
       await cloud.close();
-      if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (!opts.dataDir) {
+        const { removeAgentDir } = await import('./agents.js');
+        await removeAgentDir(dataDir); // waits for task mounts to go first
+      }
     },
   });
 }
