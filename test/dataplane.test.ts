@@ -8,7 +8,7 @@ import { createSocket } from 'node:dgram';
 import { request } from 'node:http';
 import dnsPacket from 'dns-packet';
 import { startTestCloud, type TestCloud } from './helpers/cloud.js';
-import { startAgent, waitFor, type AgentProcess } from './helpers/agents.js';
+import { removeAgentDir, startAgent, waitFor, type AgentProcess } from './helpers/agents.js';
 
 function query(server: string, name: string, type: 'A' | 'SRV'): Promise<dnsPacket.Packet> {
   return new Promise((resolve, reject) => {
@@ -74,6 +74,7 @@ describe('data plane: DNS, VIP and routing mesh for process tasks on loopback no
     for (const a of agents) await a.stop().catch(() => undefined);
     await cloud?.close({ stopTasks: true });
     await cloud?.stop();
+    for (const a of agents) await removeAgentDir(a.dataDir);
   });
 
   it('DNS: the name resolves to the VIP, tasks. to both task addresses, SRV carries the host ports', async () => {
