@@ -13,7 +13,7 @@
  * - The handle carries the container id and task dir: a fresh driver (after an agent restart)
  *   finds the container, resumes copying its logs where the files end, and waits on it.
  */
-import { constants as osConstants } from 'node:os';
+import { formatBytes, normalizeSignal, SIGNAL_NAMES } from '../common/exit.js';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -79,31 +79,6 @@ const imageLoads = new Map<string, Promise<string>>();
 /** `${socket}|${manifest digest}` → image id this process loaded or verified. */
 const verifiedImages = new Map<string, string>();
 
-const SIGNAL_NAMES = new Map<number, string>(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
-
-function normalizeSignal(signal: string): string {
-  let s = signal.trim().toUpperCase();
-  if (/^\d+$/.test(s)) {
-    const name = SIGNAL_NAMES.get(Number(s));
-    if (!name) throw new DriverError(`unknown signal "${signal}"`);
-    return name;
-  }
-  if (!s.startsWith('SIG')) s = `SIG${s}`;
-  if (!(s in osConstants.signals)) throw new DriverError(`unknown signal "${signal}" (expected a name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1)`);
-  return s;
-}
-
-export function formatBytes(n: number): string {
-  const units: Array<[number, string]> = [
-    [1024 ** 4, 'TiB'],
-    [1024 ** 3, 'GiB'],
-    [1024 ** 2, 'MiB'],
-    [1024, 'KiB'],
-  ];
-  for (const [size, unit] of units) if (n >= size && n % size === 0) return `${n / size}${unit}`;
-  for (const [size, unit] of units.slice(1)) if (n >= size * 10) return `${(n / size).toFixed(1)}${unit}`;
-  return `${n} bytes`;
-}
 
 interface EngineError {
   statusCode?: number;

@@ -33,9 +33,10 @@ import {
   type TaskHandle,
   type TaskState,
 } from '../driver.js';
-import { errText, exitError, normalizeSignal, statusSignal, stderrHint } from '../common/exit.js';
+import { errText, normalizeSignal, stderrHint } from '../common/exit.js';
 import { readStarted, sendGo } from '../common/shim-io.js';
-import { detectCgroups, oomKillCount, parentParts, taskCgroupPaths, type CgroupSupport, type TaskCgroups } from '../process/cgroups.js';
+import { recordedExit } from '../common/recorded-exit.js';
+import { detectCgroups, parentParts, taskCgroupPaths, type CgroupSupport, type TaskCgroups } from '../process/cgroups.js';
 import { isAlive, readProcStat, readProcStatSync } from '../process/procfs.js';
 import { SHIM_NAME, START_SHIM } from '../process/shim.js';
 import { createNetns, deleteNetns, findOnPath, isMountPoint, mountOverlay, runCommand, unmount } from './host.js';
@@ -88,9 +89,8 @@ export interface OciHandle extends TaskHandle {
 }
 
 export const STDOUT_LOG = 'stdout.log';
-export const STDERR_LOG = 'stderr.log';
-export const EXIT_FILE = 'exit';
-export const EXIT_JSON = 'exit.json';
+import { EXIT_FILE, EXIT_JSON, STDERR_LOG } from '../common/recorded-exit.js';
+export { EXIT_FILE, EXIT_JSON, STDERR_LOG };
 export const RUNC_LOG = 'runc.log';
 const PID_FILE = 'init.pid';
 
@@ -793,66 +793,9 @@ export class OciDriver implements Driver, Freezable {
   }
 
   private async exitResult(h: OciHandle): Promise<ExitResult> {
-    const ckey = this.rkey(h);
-    const cached = this.results.get(ckey);
-    if (cached) return cached;
-    const live = this.live.get(this.key(h));
-    if (live && !live.done) await Promise.race([live.exited, sleep(1000)]);
-
-    const jsonFile = join(h.dir, EXIT_JSON);
-    try {
-      const saved = JSON.parse(await readFile(jsonFile, 'utf8')) as ExitResult & { shim_pid?: number };
-      if (saved.shim_pid === h.shim_pid) {
-        const { shim_pid: _ignored, ...r } = saved;
-        void _ignored;
-        this.results.set(ckey, r);
-        return r;
-      }
-    } catch {
-      /* not computed yet */
-    }
-
-    const exitFile = join(h.dir, EXIT_FILE);
-    let status: number | undefined;
-    let finishedAt: string | undefined;
-    try {
-      const text = (await readFile(exitFile, 'utf8')).trim();
-      if (/^\d+$/.test(text)) {
-        status = Number(text);
-        finishedAt = (await stat(exitFile)).mtime.toISOString();
-      }
-    } catch {
-      /* no status recorded */
-    }
-    if (status === undefined && live?.done) {
-      const d = live.done;
-      if (d.signal) status = 128 + (osConstants.signals[d.signal] ?? 0);
-      else if (d.code !== null) status = d.code;
-      finishedAt = d.at;
-    }
-    finishedAt ??= live?.done?.at ?? new Date().toISOString();
-    const ooms = await oomKillCount(h.cgroups ?? undefined);
-    if (status === undefined) {
-      return {
-        exit_code: null,
-        signal: null,
-        oom_killed: ooms > 0,
-        finished_at: finishedAt,
-        error: `the task's supervisor (pid ${h.shim_pid}) ended without recording an exit status (it was probably killed with SIGKILL while the agent was not running)`,
-      };
-    }
-    const oom = ooms > 0;
-    const result: ExitResult = {
-      exit_code: status,
-      signal: statusSignal(status),
-      oom_killed: oom,
-      finished_at: finishedAt,
-      error: exitError(status, oom, h.memory_limit_bytes, !oom && (status === 126 || status === 127) ? await stderrHint(h.dir, STDERR_LOG) : ''),
-    };
-    this.results.set(ckey, result);
-    await writeFile(jsonFile, JSON.stringify({ ...result, shim_pid: h.shim_pid }) + '\n').catch(() => undefined);
-    return result;
+    return recordedExit(h, this.live.get(this.key(h)), this.results, this.rkey(h));
   }
+
 }
 
 /**

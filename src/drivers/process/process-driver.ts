@@ -9,6 +9,7 @@
  * stays the same after the cgroups are gone).
  */
 import { readStarted, sendGo } from '../common/shim-io.js';
+import { recordedExit } from '../common/recorded-exit.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
@@ -30,14 +31,13 @@ import {
   createTaskCgroups,
   detectCgroups,
   joinCgroups,
-  oomKillCount,
   removeCgroups,
   type CgroupSupport,
   type TaskCgroups,
 } from './cgroups.js';
 import { DEFAULT_PATH, resolveCommand } from './lookup.js';
 import { childrenOf, isAlive, readProcStat, readProcStatSync, scanProcesses } from './procfs.js';
-import { errText, exitError, formatBytes, normalizeSignal, statusSignal, stderrHint } from '../common/exit.js';
+import { errText, formatBytes, normalizeSignal } from '../common/exit.js';
 import { EXEC_SHIM, EXEC_SHIM_NAME, SHIM_HANDSHAKE_FAILED, SHIM_NAME, SHIM_VAR_PREFIX, START_SHIM } from './shim.js';
 
 export interface ProcessDriverOptions {
@@ -75,9 +75,8 @@ export interface ProcessHandle extends TaskHandle {
 export { formatBytes };
 
 export const STDOUT_LOG = 'stdout.log';
-export const STDERR_LOG = 'stderr.log';
-export const EXIT_FILE = 'exit';
-export const EXIT_JSON = 'exit.json';
+import { EXIT_FILE, EXIT_JSON, STDERR_LOG } from '../common/recorded-exit.js';
+export { EXIT_FILE, EXIT_JSON, STDERR_LOG };
 
 /** Output kept per stream by `exec` (health checks need far less). */
 const EXEC_OUTPUT_CAP = 1024 * 1024;
@@ -595,63 +594,7 @@ export class ProcessDriver implements Driver {
   }
 
   private async exitResult(h: ProcessHandle): Promise<ExitResult> {
-    const ckey = h.task_id + ':' + h.shim_pid;
-    const cached = this.results.get(ckey);
-    if (cached) return cached;
-    const live = this.live.get(this.key(h));
-    if (live && !live.done) await Promise.race([live.exited, sleep(1000)]);
-
-    const jsonFile = join(h.dir, EXIT_JSON);
-    try {
-      const saved = JSON.parse(await readFile(jsonFile, 'utf8')) as ExitResult & { shim_pid?: number };
-      if (saved.shim_pid === h.shim_pid) {
-        const { shim_pid: _ignored, ...r } = saved;
-        void _ignored;
-        this.results.set(ckey, r);
-        return r;
-      }
-    } catch {
-      /* not computed yet */
-    }
-
-    const exitFile = join(h.dir, EXIT_FILE);
-    let status: number | undefined;
-    let finishedAt: string | undefined;
-    try {
-      const text = (await readFile(exitFile, 'utf8')).trim();
-      if (/^\d+$/.test(text)) {
-        status = Number(text);
-        finishedAt = (await stat(exitFile)).mtime.toISOString();
-      }
-    } catch {
-      /* no status recorded */
-    }
-    if (status === undefined && live?.done) {
-      const d = live.done;
-      if (d.signal) status = 128 + (osConstants.signals[d.signal] ?? 0);
-      else if (d.code !== null) status = d.code;
-      finishedAt = d.at;
-    }
-    finishedAt ??= live?.done?.at ?? new Date().toISOString();
-
-    const ooms = await oomKillCount(h.cgroups ?? undefined);
-    let result: ExitResult;
-    if (status === undefined) {
-      result = {
-        exit_code: null,
-        signal: null,
-        oom_killed: ooms > 0,
-        finished_at: finishedAt,
-        error: `the task's supervisor (pid ${h.shim_pid}) ended without recording an exit status (it was probably killed with SIGKILL while the agent was not running)`,
-      };
-      return result; // not cached: a later stop() may still record it
-    }
-    const sigName = statusSignal(status);
-    const oom = ooms > 0;
-    const error = exitError(status, oom, h.memory_limit_bytes, !oom && (status === 126 || status === 127) ? await stderrHint(h.dir, STDERR_LOG) : '');
-    result = { exit_code: status, signal: sigName, oom_killed: oom, finished_at: finishedAt, error };
-    this.results.set(ckey, result);
-    await writeFile(jsonFile, JSON.stringify({ ...result, shim_pid: h.shim_pid }) + '\n').catch(() => undefined);
-    return result;
+    return recordedExit(h, this.live.get(this.key(h)), this.results, h.task_id + ':' + h.shim_pid);
   }
+
 }
