@@ -66,6 +66,7 @@ export class Agent {
       cgroupParent: `yunstack/${opts.nodeId}`,
       address,
       images: opts.images,
+      overlay: this.dataplane.overlay,
       report: (id, status) => this.queueStatus(id, status),
       forget: (id) => { this.runners.delete(id); this.pending.delete(id); },
     };

@@ -3,7 +3,8 @@ import { DnsServer, type DnsEndpoint } from '../dataplane/dns.js';
 import { L4Proxy, type Backend } from '../dataplane/proxy.js';
 import { TunnelServer, tunnelDialer } from '../dataplane/tunnel.js';
 import { vipAddress, type Endpoint } from '../dataplane/endpoints.js';
-import type { DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
+import type { DataplaneNetwork, DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
+import { OverlayHost } from './overlay.js';
 
 export interface AgentDataplaneOptions {
   nodeId: string;
@@ -15,6 +16,8 @@ export interface AgentDataplaneOptions {
   tunnelPort: number;
   /** This node's certificate and key and the cluster CA (needed for the tunnel). */
   tls?: { cert: string; key: string; ca: string };
+  /** Build overlay networks on this node (needs root); default: when running as root. */
+  overlay?: boolean;
   log: Logger;
 }
 
@@ -27,7 +30,12 @@ export interface AgentDataplaneOptions {
 export class AgentDataplane {
   private endpoints = new Map<string, Endpoint>();
   private nodes: DataplaneNode[] = [];
+  private networks: DataplaneNetwork[] = [];
   private dns?: DnsServer;
+  /** Overlay networks in the kernel (null: this node does not build them). */
+  readonly overlay: OverlayHost | null;
+  /** Gateways the DNS server answers on (one per overlay network here), port 53. */
+  private dnsGateways = new Set<string>();
   private proxy: L4Proxy;
   private listening = new Map<string, { address: string; port: number }>();
   private syncing: Promise<void> = Promise.resolve();
@@ -37,6 +45,7 @@ export class AgentDataplane {
   tunnelPort: number | null = null;
 
   constructor(private opts: AgentDataplaneOptions) {
+    this.overlay = (opts.overlay ?? process.getuid?.() === 0) ? new OverlayHost({ nodeId: opts.nodeId, address: opts.address, log: opts.log.child({ component: 'overlay' }) }) : null;
     const tlsOpts = opts.tls;
     const dial = tlsOpts && opts.tunnelPort
       ? tunnelDialer({
@@ -91,7 +100,15 @@ export class AgentDataplane {
   /** Task backends of this node: the only targets the tunnel connects to. */
   private localTargets(): Set<string> {
     const out = new Set<string>();
-    for (const ep of this.endpoints.values()) for (const t of ep.tasks) if (t.node_id === this.opts.nodeId) for (const p of t.ports) out.add(`${t.address}:${p.host_port}`);
+    for (const ep of this.endpoints.values()) {
+      for (const t of ep.tasks) {
+        if (t.node_id !== this.opts.nodeId) continue;
+        for (const p of t.ports) {
+          out.add(`${t.address}:${p.host_port}`);
+          for (const n of t.networks ?? []) out.add(`${n.address}:${p.target}`);
+        }
+      }
+    }
     return out;
   }
 
@@ -112,17 +129,21 @@ export class AgentDataplane {
         this.tunnel = undefined;
       }
     }
-    if (this.opts.dnsPort === 0) return;
+    if (this.opts.dnsPort === 0 && !this.overlay) return;
     const dnsLog = this.opts.log.child({ component: 'dns' });
     this.dns = new DnsServer({ log: { warn: (...a: unknown[]) => (dnsLog.warn as (...x: unknown[]) => void)(...a) } });
+    // A task on an overlay network asks its gateway: it sees its own network's services.
+    this.dns.setScopeResolver((src) => {
+      const net = this.overlay?.networkOf(src);
+      return net ? { project: net.project, network: net.name } : null;
+    });
+    if (this.opts.dnsPort === 0) return;
     try {
       const r = await this.dns.listen(this.opts.address, this.opts.dnsPort);
       this.dnsAddress = `${this.opts.address}:${r.udpPort}`;
       this.opts.log.info({ dns: this.dnsAddress }, 'service DNS listening');
     } catch (e) {
       this.opts.log.warn({ err: (e as Error).message, address: this.opts.address, port: this.opts.dnsPort }, 'service DNS cannot listen (yun doctor reports it)');
-      await this.dns.close().catch(() => undefined);
-      this.dns = undefined;
     }
   }
 
@@ -137,12 +158,27 @@ export class AgentDataplane {
     for (const e of m.upsert) this.endpoints.set(e.service_id, e);
     for (const id of m.remove) this.endpoints.delete(id);
     this.nodes = m.nodes;
+    this.networks = m.networks ?? [];
     this.syncing = this.syncing.then(() => this.sync()).catch((e) => this.opts.log.error({ err: e }, 'data plane sync failed'));
   }
 
   /** Resolves once the last update has been applied (tests). */
   async settled(): Promise<void> {
     await this.syncing;
+  }
+
+  /** The node's DNS answers tasks on each overlay network at the network's gateway here, port 53. */
+  private async listenDnsOnGateways(): Promise<void> {
+    if (!this.dns || !this.overlay) return;
+    for (const g of this.overlay.gateways()) {
+      if (this.dnsGateways.has(g.address)) continue;
+      try {
+        await this.dns.listen(g.address, 53);
+        this.dnsGateways.add(g.address);
+      } catch (e) {
+        this.opts.log.warn({ address: g.address, err: (e as Error).message }, 'service DNS cannot listen on an overlay gateway: tasks there cannot resolve service names');
+      }
+    }
   }
 
   private myOctet(): number | undefined {
@@ -158,7 +194,29 @@ export class AgentDataplane {
     const octet = this.myOctet();
     const dnsList: DnsEndpoint[] = [];
     const wanted = new Map<string, { address: string; port: number; backends: Backend[] }>();
+    const netById = new Map(this.networks.map((n) => [n.id, n]));
+    if (this.overlay) {
+      const vips = new Map<string, Set<string>>();
+      for (const ep of this.endpoints.values()) for (const [net, vip] of Object.entries(ep.network_vips ?? {})) (vips.get(net) ?? vips.set(net, new Set()).get(net)!).add(vip);
+      await this.overlay.update(this.networks, this.nodes, vips);
+      await this.listenDnsOnGateways();
+    }
+    const here = new Set(this.overlay?.attached().map((n) => n.id) ?? []);
     for (const ep of this.endpoints.values()) {
+      // Per overlay network: names scoped to the network, its VIP on this node's bridge.
+      for (const netId of ep.networks ?? []) {
+        const net = netById.get(netId);
+        if (!net) continue;
+        const vip = ep.mode === 'vip' ? ep.network_vips?.[netId] ?? null : null;
+        const tasks = ep.tasks.flatMap((t) => t.networks.filter((n) => n.network_id === netId).map((n) => ({ address: n.address, healthy: t.healthy, ports: t.ports.map((p) => ({ ...p, host_port: p.target })), node_id: t.node_id, task_id: t.task_id })));
+        dnsList.push({ service: ep.service, project: ep.project, network: net.name, mode: ep.mode, vip, tasks });
+        if (!vip || !here.has(netId)) continue;
+        for (const p of ep.ports) {
+          if (p.protocol !== 'tcp') continue;
+          const backends: Backend[] = tasks.filter((t) => t.healthy).map((t) => ({ id: `${t.task_id}:${p.target}`, host: t.address, port: p.target, node_id: t.node_id, local: t.node_id === this.opts.nodeId }));
+          wanted.set(`nvip/${ep.service_id}/${netId}/${p.target}`, { address: vip, port: p.target, backends });
+        }
+      }
       const vip = ep.mode === 'vip' && ep.vip_index !== null && octet !== undefined ? vipAddress(octet, ep.vip_index) : null;
       dnsList.push({
         service: ep.service, project: ep.project, network: null, mode: ep.mode, vip,

@@ -8,6 +8,8 @@ import { LogCollector } from './logs.js';
 import type { TaskRecord, TaskStore } from './persist.js';
 import type { PortAllocator } from './ports.js';
 import type { NodeImages } from './images.js';
+import type { OverlayHost } from './overlay.js';
+import type { NetworkAttachment } from '../drivers/driver.js';
 
 export interface RunnerHost {
   drivers: Map<string, Driver>;
@@ -19,6 +21,8 @@ export interface RunnerHost {
   address: string;
   /** Images on this node (for image drivers). */
   images?: NodeImages;
+  /** Overlay networks of this node (null when it cannot build them). */
+  overlay?: OverlayHost | null;
   report(taskId: string, status: TaskStatus): void;
   forget(taskId: string): void;
 }
@@ -131,6 +135,19 @@ export class TaskRunner {
         return;
       }
     }
+    let networks: NetworkAttachment[] = [];
+    if (d.networks?.length) {
+      try {
+        if (!this.host.overlay) throw new Error('this node cannot build overlay networks (the agent does not run as root)');
+        for (const n of d.networks) {
+          if (!n.address) throw new Error(`the task has no address on network ${n.id} (it was not assigned one when scheduled)`);
+          networks.push(await this.host.overlay.attachment(n.id, n.address));
+        }
+      } catch (e) {
+        this.setStatus('rejected', { message: 'network not available', error: `joining its networks failed: ${(e as Error).message}` });
+        return;
+      }
+    }
     let ports: PortMapping[];
     try {
       ports = await this.allocatePorts(d);
@@ -153,6 +170,7 @@ export class TaskRunner {
       mounts: d.spec.mounts, read_only: d.spec.read_only, limits: d.spec.resources.limits, ports,
       cgroup_parent: this.host.cgroupParent,
       network_mode: d.spec.network_mode ?? 'private',
+      ...(networks.length ? { networks } : {}),
       ...(imageInfo ? { image_info: imageInfo } : {}),
       labels: { 'yunstack.task.id': this.id, 'yunstack.service.id': d.service_id, 'yunstack.service.name': d.service_name },
     };
@@ -207,7 +225,7 @@ export class TaskRunner {
       const check = d.spec.health_check;
       this.health = new HealthMonitor(
         check,
-        () => probe(check, this.record.status.ports ?? [], this.host.address, (cmd, timeoutMs) => driver.exec
+        () => probe(check, this.probePorts(), this.record.data.networks?.[0]?.address ?? this.host.address, (cmd, timeoutMs) => driver.exec
           ? driver.exec(handle, cmd, { timeoutMs })
           : Promise.resolve({ exit_code: 1, stdout: '', stderr: `the ${driver.name} driver cannot run command health checks` })),
         (h, detail) => {
@@ -270,9 +288,20 @@ export class TaskRunner {
     if (this.removed) return;
   }
 
+  /** Ports as a health check reaches them: a task on an overlay network at its own address and target ports. */
+  private probePorts(): PortMapping[] {
+    const ports = this.record.status.ports ?? [];
+    return this.record.data.networks?.length ? ports.map((p) => ({ ...p, host_port: p.target })) : ports;
+  }
+
   private async allocatePorts(d: TaskData): Promise<PortMapping[]> {
     const out: PortMapping[] = [];
     for (const p of d.ports) {
+      if (d.networks?.length && !(p.mode === 'host' && p.published)) {
+        // On an overlay network the task is reached at its own address: no host port.
+        out.push({ target: p.target, host_port: p.target, protocol: p.protocol, ...(p.published ? { published: p.published } : {}), mode: p.mode, ...(p.name ? { name: p.name } : {}) });
+        continue;
+      }
       if (p.mode === 'host' && p.published) {
         this.host.ports.reserve(p.published);
         out.push({ target: p.target, host_port: p.published, protocol: p.protocol, published: p.published, mode: 'host', ...(p.name ? { name: p.name } : {}) });
@@ -284,7 +313,8 @@ export class TaskRunner {
   }
 
   private releasePorts(ports: PortMapping[]): void {
-    for (const p of ports) this.host.ports.release(p.host_port);
+    const onNet = !!this.record.data.networks?.length;
+    for (const p of ports) if (!onNet || (p.mode === 'host' && p.published)) this.host.ports.release(p.host_port);
   }
 
   // ---- logs and exec -------------------------------------------------------------------------------

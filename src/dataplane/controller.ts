@@ -10,12 +10,26 @@ export interface DataplaneNode extends EndpointNode {
   dataplane_port: number | null;
 }
 
+/** An overlay network as every agent needs to know it. */
+export interface DataplaneNetwork {
+  id: string;
+  name: string;
+  project_id: string;
+  project: string;
+  subnet: string;
+  vni: number;
+  attachable: boolean;
+  /** Node id → slice index. */
+  slices: Record<string, number>;
+}
+
 export interface EndpointsMessage {
   type: 'endpoints';
   full: boolean;
   upsert: Endpoint[];
   remove: string[];
   nodes: DataplaneNode[];
+  networks: DataplaneNetwork[];
 }
 
 /**
@@ -30,12 +44,15 @@ export class DataplaneController {
   private timer?: NodeJS.Timeout;
   private unwatch?: () => void;
   private nodes: DataplaneNode[] = [];
+  private networks: DataplaneNetwork[] = [];
+  private networksDirty = false;
 
   constructor(private store: Store, private log: Logger, private broadcast: (m: EndpointsMessage) => void) {}
 
   async start(): Promise<void> {
     const rev = await this.store.revision();
     await this.loadNodes();
+    await this.loadNetworks();
     for (const s of (await this.store.list('service', { limit: 100000 })).items) this.dirty.add(s.id);
     await this.flush();
     this.unwatch = await this.store.watch(rev, (cs) => this.onChanges(cs));
@@ -48,7 +65,7 @@ export class DataplaneController {
 
   /** Everything, for an agent whose session just became ready. */
   full(): EndpointsMessage {
-    return { type: 'endpoints', full: true, upsert: [...this.endpoints.values()], remove: [], nodes: this.nodes };
+    return { type: 'endpoints', full: true, upsert: [...this.endpoints.values()], remove: [], nodes: this.nodes, networks: this.networks };
   }
 
   private onChanges(changes: Change[]): void {
@@ -56,8 +73,9 @@ export class DataplaneController {
       if (c.kind === 'service') this.dirty.add(c.id);
       else if (c.kind === 'task') this.dirty.add((c.object.data as TaskData).service_id);
       else if (c.kind === 'node') this.nodesDirty = true;
+      else if (c.kind === 'network') this.networksDirty = true;
     }
-    if ((this.dirty.size || this.nodesDirty) && !this.timer) {
+    if ((this.dirty.size || this.nodesDirty || this.networksDirty) && !this.timer) {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         void this.flush().catch((e) => this.log.error({ err: e }, 'data plane update failed'));
@@ -70,8 +88,25 @@ export class DataplaneController {
     this.nodes = nodes.map((n) => ({ id: n.id, address: String(n.data.address), ready: n.data.status === 'ready', vip_octet: Number(n.data.vip_octet ?? 100), dataplane_port: typeof n.data.dataplane_port === 'number' ? n.data.dataplane_port : null }));
   }
 
+  private async loadNetworks(): Promise<void> {
+    const nets = (await this.store.list('network', { limit: 100000 })).items;
+    const names = new Map<string, string>();
+    this.networks = [];
+    for (const n of nets) {
+      const d = n.data as Record<string, any>;
+      if (!names.has(n.project_id)) names.set(n.project_id, (await this.store.get('project', n.project_id))?.name ?? n.project_id);
+      this.networks.push({ id: n.id, name: n.name, project_id: n.project_id, project: names.get(n.project_id)!, subnet: d.subnet, vni: d.vni, attachable: d.attachable === true, slices: { ...(d.slices ?? {}) } });
+    }
+  }
+
   private async flush(): Promise<void> {
     let nodesChanged = false;
+    if (this.networksDirty) {
+      this.networksDirty = false;
+      const before = JSON.stringify(this.networks);
+      await this.loadNetworks();
+      if (before !== JSON.stringify(this.networks)) nodesChanged = true;
+    }
     if (this.nodesDirty) {
       this.nodesDirty = false;
       const before = JSON.stringify(this.nodes);
@@ -103,6 +138,6 @@ export class DataplaneController {
       this.endpoints.set(id, ep);
       upsert.push(ep);
     }
-    if (upsert.length || remove.length || nodesChanged) this.broadcast({ type: 'endpoints', full: false, upsert, remove, nodes: this.nodes });
+    if (upsert.length || remove.length || nodesChanged) this.broadcast({ type: 'endpoints', full: false, upsert, remove, nodes: this.nodes, networks: this.networks });
   }
 }

@@ -9,8 +9,10 @@ import type { TaskData } from '../services/task.js';
 export interface EndpointTask {
   task_id: string;
   node_id: string;
-  /** The address the task is reached at: its node's address (host-network tasks). */
+  /** The address the task is reached at: its node's address (host-network tasks), else its address on its first network. */
   address: string;
+  /** Its address on each overlay network it is on. */
+  networks: { network_id: string; address: string }[];
   healthy: boolean;
   ports: { name?: string; protocol: 'tcp' | 'udp'; target: number; host_port: number }[];
 }
@@ -23,6 +25,10 @@ export interface Endpoint {
   mode: 'vip' | 'dnsrr';
   /** Index of this service's VIP (1…65534): node n serves it at 127.<vip_octet of n>.<hi>.<lo>. */
   vip_index: number | null;
+  /** Network id → the service's VIP on that network (vip mode). */
+  network_vips: Record<string, string>;
+  /** Ids of the overlay networks the service is on. */
+  networks: string[];
   ports: PortConfig[];
   tasks: EndpointTask[];
 }
@@ -52,17 +58,23 @@ export function computeEndpoint(
     project: projectName,
     mode: spec.endpoint.mode,
     vip_index: spec.endpoint.mode === 'vip' ? (service.data.vip_index as number | undefined) ?? null : null,
+    network_vips: spec.endpoint.mode === 'vip' ? { ...(service.data.network_vips ?? {}) } : {},
+    networks: [...spec.networks],
     ports: spec.endpoint.ports,
     tasks: tasks
       .filter((t) => t.data.node_id && t.data.desired_state === 'running' && t.data.status.state === 'running')
       .map((t) => {
         const n = nodes.get(t.data.node_id!);
+        const nets = (t.data.networks ?? []).filter((x) => x.address).map((x) => ({ network_id: x.id, address: x.address! }));
+        // A task on overlay networks is reached at its own address and target ports, from anywhere.
+        const onNet = nets.length > 0;
         return {
           task_id: t.id,
           node_id: t.data.node_id!,
-          address: n?.address ?? '',
+          address: onNet ? nets[0]!.address : n?.address ?? '',
+          networks: nets,
           healthy: taskHealthy(t.data, n?.ready ?? false),
-          ports: (t.data.status.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, target: p.target, host_port: p.host_port })),
+          ports: (t.data.status.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, target: p.target, host_port: onNet ? p.target : p.host_port })),
         };
       }),
   };

@@ -53,11 +53,25 @@ export interface TaskConfig {
   ports: PortMapping[];
   /** `host`: the node's network namespace; `private`: a namespace of its own (loopback only until the task joins networks). Image drivers only. */
   network_mode?: 'host' | 'private';
+  /** Overlay networks to join (image drivers with their own network namespace). */
+  networks?: NetworkAttachment[];
   /** For image drivers: the image, resolved and present on this node. */
   image_info?: ImageInfo;
   /** cgroup parent name for this agent (e.g. `yunstack/<node-id>`), so several agents on one host never collide. */
   cgroup_parent: string;
   labels: Record<string, string>;
+}
+
+/** A task's place on an overlay network of this node (prepared by the agent). */
+export interface NetworkAttachment {
+  network_id: string;
+  name: string;
+  /** The network's bridge on this node. */
+  bridge: string;
+  address: string;
+  prefix: number;
+  gateway: string;
+  mtu: number;
 }
 
 /** An image ready to run on this node. */

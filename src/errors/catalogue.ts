@@ -36,6 +36,8 @@ export const catalogue = {
   YUN_VERSION_CONFLICT: { status: 409, title: 'Version conflict', hint: 'The object changed since you read it: read it again, re-apply your change, and send the new version.' },
   YUN_PORT_IN_USE: { status: 409, title: 'Port already published', hint: 'Publish another port, or remove the service that holds it.' },
   YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
+  YUN_SUBNET_CONFLICT: { status: 409, title: 'Subnet overlaps another network', hint: 'Choose a subnet that overlaps no other network (`yun network ls` shows theirs), or leave --subnet out to get a free one.' },
+  YUN_NETWORK_NOT_ATTACHABLE: { status: 409, title: 'Network not attachable', hint: 'Only services may join this network; create one with `yun network create --attachable NAME` for one-off tasks, or debug from a task of a service on it (`yun task exec`).' },
   YUN_WATCH_EXPIRED: { status: 410, title: 'Revision no longer available', hint: 'List again and watch from the revision that list returned.' },
   YUN_URI_TOO_LONG: { status: 414, title: 'URL too long', hint: 'Ids and names are at most a few hundred characters; check the URL.' },
   YUN_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', hint: 'Send the body as Content-Type: application/json.' },

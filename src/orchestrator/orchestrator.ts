@@ -185,6 +185,7 @@ export function newTask(svc: StoredObject, sd: ServiceData, slot: number | null,
     spec: sd.spec.task,
     spec_version: sd.spec_version,
     ports: sd.spec.endpoint.ports.map((p) => ({ ...p })),
+    ...(sd.spec.networks.length ? { networks: sd.spec.networks.map((id) => ({ id, address: null })) } : {}),
     not_before: null,
     shutdown_reason: null,
   };

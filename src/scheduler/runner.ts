@@ -3,6 +3,8 @@ import { YunError } from '../errors/errors.js';
 import type { Change, Op, Store, StoredObject } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import { isActive, type TaskData } from '../services/task.js';
+import { freeSlice, freeTaskAddress, nodeSliceCount, parseCidr } from '../network/ipam.js';
+import type { NetworkData } from '../manager/routes/networks.js';
 import type { TaskTemplate } from '../services/spec.js';
 import { parseConstraint } from './constraints.js';
 import { schedule } from './scheduler.js';
@@ -28,7 +30,7 @@ export function toSchedTask(id: string, d: TaskData): SchedTask {
     hostPorts: d.ports.filter((p) => p.mode === 'host' && p.published).map((p) => `${p.protocol}/${p.published}`),
     maxReplicasPerNode: spec.placement.max_replicas_per_node,
     pinnedNode: d.pinned_node ?? undefined,
-    requiredFeatures: [],
+    requiredFeatures: d.networks?.length ? ['overlay'] : [],
   };
 }
 
@@ -137,10 +139,18 @@ export class SchedulerRunner {
     const byTask = new Map(pending.map((t) => [t.id, t]));
     const iso = this.clock.iso();
     const ops: Op[] = [];
+    const addressing = await this.addresses(result.placements.map((p) => ({ task: byTask.get(p.taskId)!, nodeId: p.nodeId })), active);
+    if (addressing.conflict) this.again = true;
     for (const p of result.placements) {
       const t = byTask.get(p.taskId)!;
       const d = t.data as TaskData;
-      ops.push({ op: 'update', kind: 'task', id: t.id, version: t.version, data: { ...d, node_id: p.nodeId, status: { ...d.status, state: 'assigned', message: `assigned to node ${byId.get(p.nodeId)?.name ?? p.nodeId}`, timestamp: iso } } });
+      const nets = addressing.tasks.get(t.id);
+      if (nets === null) continue; // its network's update conflicted: next pass
+      if (typeof nets === 'string') {
+        result.unplaced.push({ taskId: t.id, reason: nets });
+        continue;
+      }
+      ops.push({ op: 'update', kind: 'task', id: t.id, version: t.version, data: { ...d, ...(nets ? { networks: nets } : {}), node_id: p.nodeId, status: { ...d.status, state: 'assigned', message: `assigned to node ${byId.get(p.nodeId)?.name ?? p.nodeId}`, timestamp: iso } } });
     }
     for (const u of result.unplaced) {
       const t = byTask.get(u.taskId)!;
@@ -160,5 +170,64 @@ export class SchedulerRunner {
         }
       }
     }
+  }
+
+  /**
+   * Overlay addresses for placed tasks: the node's slice of each network (allocated here on the
+   * node's first task of it, stored on the network) and the lowest free address in it. Per task:
+   * its networks, a reason it cannot be placed (string), or null when a network changed meanwhile.
+   */
+  private async addresses(placed: { task: StoredObject; nodeId: string }[], active: StoredObject[]): Promise<{ tasks: Map<string, TaskData['networks'] | string | null>; conflict: boolean }> {
+    const out = new Map<string, TaskData['networks'] | string | null>();
+    const needs = placed.filter((p) => (p.task.data as TaskData).networks?.length);
+    if (needs.length === 0) return { tasks: out, conflict: false };
+    const nets = new Map<string, { obj: StoredObject; data: NetworkData; dirty: boolean }>();
+    const used = new Map<string, Set<string>>(); // network id → addresses held by active tasks
+    for (const t of active) {
+      const d = t.data as TaskData;
+      if (!isActive(d)) continue;
+      for (const n of d.networks ?? []) if (n.address) (used.get(n.id) ?? used.set(n.id, new Set()).get(n.id)!).add(n.address);
+    }
+    for (const { task, nodeId } of needs) {
+      const d = task.data as TaskData;
+      const assigned: NonNullable<TaskData['networks']> = [];
+      let problem: string | null = null;
+      for (const tn of d.networks!) {
+        let net = nets.get(tn.id);
+        if (!net) {
+          const obj = await this.store.get('network', tn.id);
+          if (!obj) { problem = `network ${tn.id} no longer exists`; break; }
+          net = { obj, data: structuredClone(obj.data as NetworkData), dirty: false };
+          nets.set(tn.id, net);
+        }
+        const cidr = parseCidr(net.data.subnet);
+        let index = net.data.slices[nodeId];
+        if (index === undefined) {
+          const free = freeSlice(cidr, Object.values(net.data.slices));
+          if (free === null) { problem = `network "${net.obj.name}" (${net.data.subnet}) has address space for ${nodeSliceCount(cidr)} nodes, and all are taken: recreate it with a larger --subnet`; break; }
+          index = free;
+          net.data.slices[nodeId] = free;
+          net.dirty = true;
+        }
+        const u = used.get(tn.id) ?? used.set(tn.id, new Set()).get(tn.id)!;
+        const address = freeTaskAddress(cidr, index, u);
+        if (!address) { problem = `network "${net.obj.name}" has no free address left on this node (its slice of ${net.data.subnet} is full)`; break; }
+        u.add(address);
+        assigned.push({ id: tn.id, address });
+      }
+      out.set(task.id, problem ?? assigned);
+    }
+    let conflict = false;
+    for (const [id, net] of nets) {
+      if (!net.dirty) continue;
+      try {
+        await this.store.batch([{ op: 'update', kind: 'network', id, version: net.obj.version, data: net.data }]);
+      } catch (e) {
+        if (!(e instanceof YunError && (e.code === 'YUN_VERSION_CONFLICT' || e.code === 'YUN_NOT_FOUND'))) throw e;
+        conflict = true;
+        for (const { task } of needs) if ((task.data as TaskData).networks!.some((n) => n.id === id)) out.set(task.id, null);
+      }
+    }
+    return { tasks: out, conflict };
   }
 }

@@ -101,6 +101,8 @@ export interface ServiceData extends Record<string, unknown> {
   quota_usage: { tasks: number; cpu: number; memory: number };
   /** The service's VIP index (see src/dataplane/endpoints.ts). */
   vip_index?: number;
+  /** Network id → the service's VIP on that network (vip mode). */
+  network_vips?: Record<string, string>;
   /** When the spec last changed (restart policies count from there). */
   spec_changed_at?: string;
 }

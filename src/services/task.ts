@@ -52,10 +52,17 @@ export interface TaskData extends Record<string, unknown> {
   spec_version: number;
   /** Published ports of the service (endpoint), for host-mode port conflicts and the data plane. */
   ports: { target: number; published?: number; mode: 'ingress' | 'host'; protocol: 'tcp' | 'udp'; name?: string }[];
+  /** Overlay networks the task joins, with its address on each (set when it is scheduled). */
+  networks?: TaskNetwork[];
   /** When the task may start at the earliest (restart delay). */
   not_before: string | null;
   /** Why the orchestrator shut the task down (scale down, node down, update…). */
   shutdown_reason?: string | null;
+}
+
+export interface TaskNetwork {
+  id: string;
+  address: string | null;
 }
 
 /** The API name of a task: `service.slot` (or `service.node` for global services). */

@@ -24,6 +24,11 @@ export function validateSpec(spec: ServiceSpec, given: { replicas?: unknown; mod
     if (t.hostname) throw bad('body/task/hostname', 'The process driver runs in the host\'s namespaces and cannot set a hostname', 'Drop --hostname, or use the oci or docker driver.');
   }
   if ((driver === 'oci' || driver === 'docker') && !t.image) throw bad('body/task/image', `The ${driver} driver needs an image`, 'Give --image REF.');
+  if (spec.networks.length > 0) {
+    if (driver === 'process') throw bad('body/networks', 'Process tasks run on the node\'s network and cannot join overlay networks', 'Run the service from an image (--image, oci driver), or drop --network: process tasks reach services through DNS and loopback VIPs.');
+    if (driver === 'docker') throw bad('body/networks', 'Overlay networks are made for the oci driver; the docker driver keeps Docker\'s own networking', 'Use --driver oci, or drop --network.');
+    if (t.network_mode === 'host') throw bad('body/networks', 'A task on the node\'s network (--network-mode host) cannot also join overlay networks', 'Drop one of them.');
+  }
   for (const m of t.mounts) {
     if ((m.type === 'bind' || m.type === 'volume') && !m.source) throw bad('body/task/mounts', `A ${m.type} mount needs a source (target ${m.target})`);
     if (m.type === 'bind' && !m.source!.startsWith('/')) throw bad('body/task/mounts', `A bind mount's source must be an absolute path, not "${m.source}"`);

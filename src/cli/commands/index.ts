@@ -46,6 +46,10 @@ import imageRm from './image-rm.js';
 import imageImport from './image-import.js';
 import imageImportRootfs from './image-import-rootfs.js';
 import imagePull from './image-pull.js';
+import networkCreate from './network-create.js';
+import networkLs from './network-ls.js';
+import networkInspect from './network-inspect.js';
+import networkRm from './network-rm.js';
 import doctor from './doctor.js';
 
 /** Every command, in the order `yun --help` lists them. */
@@ -60,6 +64,7 @@ export const commands: CommandSpec<any>[] = [
   serviceCreate, serviceLs, servicePs, serviceInspect, serviceScale, serviceUpdate, serviceRollback, serviceRm, serviceLogs,
   taskInspect, taskLogs, taskExec,
   imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
+  networkCreate, networkLs, networkInspect, networkRm,
 ];
 
 /** One-line descriptions of command groups. */
@@ -74,4 +79,5 @@ export const groups: Record<string, string> = {
   service: 'Manage services (swarm mode).',
   task: 'Inspect tasks, read their logs, run commands in them.',
   image: 'Import, pull, list and remove images.',
+  network: 'Create, list, inspect and remove overlay networks.',
 };

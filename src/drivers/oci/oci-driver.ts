@@ -42,6 +42,7 @@ import { SHIM_NAME, START_SHIM } from '../process/shim.js';
 import { createNetns, deleteNetns, findOnPath, isMountPoint, mountOverlay, runCommand, unmount } from './host.js';
 import { Runc, runcError } from './runc.js';
 import { lookupCommandInRoot } from './rootfs-path.js';
+import { attachNetworks, networkResolvConf } from './network-attach.js';
 import { buildSpec, checkHostname, checkMount, containerEnv, DEFAULT_PATH, hostsFile, NOFILE_HARD, parseEnvList, processArgs, resolvConf, validateEnv } from './spec.js';
 import { resolveContainerUser } from './user.js';
 
@@ -330,12 +331,14 @@ export class OciDriver implements Driver, Freezable {
       const targets = mounts.map((m) => m.target);
       await lookupCommandInRoot(rootfs, args[0]!, pathEnv, cwd, targets);
 
+      const nets = !hostNetwork && netns ? config.networks ?? [] : [];
+      if (nets.length > 0) await attachNetworks(host.ip!, netns!, id, nets);
       const nodeHosts = hostNetwork ? await readFile('/etc/hosts', 'utf8').catch(() => '') : '';
       const nodeResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
       const files = { hosts: join(etcDir, 'hosts'), resolvConf: join(etcDir, 'resolv.conf'), hostname: join(etcDir, 'hostname') };
       await Promise.all([
-        writeFile(files.hosts, hostsFile(hostname, hostNetwork, nodeHosts), { mode: 0o644 }),
-        writeFile(files.resolvConf, resolvConf(nodeResolv, hostNetwork), { mode: 0o644 }),
+        writeFile(files.hosts, hostsFile(hostname, hostNetwork, nodeHosts, nets[0]?.address), { mode: 0o644 }),
+        writeFile(files.resolvConf, nets.length > 0 ? networkResolvConf(nets, nodeResolv) : resolvConf(nodeResolv, hostNetwork), { mode: 0o644 }),
         writeFile(files.hostname, hostname + '\n', { mode: 0o644 }),
       ]);
       spec = buildSpec({

@@ -123,8 +123,8 @@ export function checkHostname(h: string): string {
 }
 
 /** /etc/hosts for the container. Host network: the node's file plus the hostname; own netns: loopback names. */
-export function hostsFile(hostname: string, hostNetwork: boolean, nodeHosts = ''): string {
-  const own = `127.0.1.1\t${hostname}\n`;
+export function hostsFile(hostname: string, hostNetwork: boolean, nodeHosts = '', address?: string): string {
+  const own = `${address ?? '127.0.1.1'}\t${hostname}\n`;
   if (hostNetwork) return (nodeHosts.endsWith('\n') || nodeHosts === '' ? nodeHosts : nodeHosts + '\n') + own;
   return [
     '127.0.0.1\tlocalhost',

@@ -12,6 +12,7 @@ import { serviceRoutes } from './services.js';
 import { taskRoutes } from './tasks.js';
 import { imageRoutes } from './images.js';
 import { doctorRoutes } from './doctor.js';
+import { networkRoutes } from './networks.js';
 
 export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, _known: unknown): Promise<void> {
   systemRoutes(app, ctx);
@@ -25,5 +26,6 @@ export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, 
   taskRoutes(app, ctx);
   imageRoutes(app, ctx);
   doctorRoutes(app, ctx);
+  networkRoutes(app, ctx);
   agentRoutes(app, ctx, { attach: (id, role, ch) => ctx.dispatcher.attach(id, role, ch) });
 }

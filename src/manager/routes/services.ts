@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
-import { GLOBAL, type StoredObject } from '../../store/store.js';
+import type { StoredObject } from '../../store/store.js';
 import { normalizeSpec, quotaUsage, serviceSpecProps, createServiceSchema, taskSpecChanged, type ServiceData, type ServiceSpec, type ServiceSpecInput } from '../../services/spec.js';
 import { validateSpec } from '../../services/validate.js';
 import { taskName, type TaskData } from '../../services/task.js';
@@ -12,6 +12,8 @@ import {
 import { checkQuota, type Quotas } from '../quotas.js';
 import { resolveImage } from './images.js';
 import type { LogLine } from '../../dispatcher/protocol.js';
+import { servicesOnNetwork, type NetworkData } from './networks.js';
+import { freeVip, parseCidr } from '../../network/ipam.js';
 
 const spec: ListSpec = {
   filters: { name: 'name', mode: 'spec.mode', id: 'id' },
@@ -84,11 +86,32 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
   };
 
+  /** Network names become ids (a renamed or re-created network is never joined by mistake). */
   const checkNetworks = async (s: ServiceSpec, projectId: string) => {
+    const ids: string[] = [];
     for (const n of s.networks) {
       const net = (await ctx.store.get('network', n)) ?? (await ctx.store.getByName('network', projectId, n));
-      if (!net || (net.project_id !== projectId && net.project_id !== GLOBAL)) throw new YunError('YUN_VALIDATION_FAILED', `Network "${n}" does not exist in this project`, { hint: 'Create it with `yun network create NAME`, or list them with `yun network ls`.', extra: { field: 'body/networks' } });
+      if (!net || net.project_id !== projectId) throw new YunError('YUN_VALIDATION_FAILED', `Network "${n}" does not exist in this project`, { hint: 'Create it with `yun network create NAME`, or list them with `yun network ls`.', extra: { field: 'body/networks' } });
+      if (!ids.includes(net.id)) ids.push(net.id);
     }
+    s.networks = ids;
+    if (ids.length > 0 && !s.task.driver && s.task.image) s.task.driver = 'oci';
+  };
+
+  /** A VIP on every network of a `vip` service, from the network's VIP slice; kept while it stays on it. */
+  const networkVips = async (s: ServiceSpec, have: Record<string, string> = {}, selfId?: string): Promise<Record<string, string>> => {
+    const out: Record<string, string> = {};
+    if (s.endpoint.mode !== 'vip') return out;
+    for (const id of s.networks) {
+      if (have[id]) { out[id] = have[id]!; continue; }
+      const net = await ctx.store.get('network', id);
+      if (!net) continue;
+      const used = (await servicesOnNetwork(ctx, id)).filter((x) => x.id !== selfId).map((x) => ((x.data as ServiceData).network_vips ?? {})[id]).filter((v): v is string => !!v);
+      const vip = freeVip(parseCidr((net.data as NetworkData).subnet), used);
+      if (!vip) throw new YunError('YUN_UNAVAILABLE', `Network "${net.name}" has no free VIP left (its subnet ${(net.data as NetworkData).subnet} is full of services)`, { hint: 'Use --endpoint-mode dnsrr for this service, or a network with a larger subnet.' });
+      out[id] = vip;
+    }
+    return out;
   };
 
   /** Every service gets a VIP index (its loopback VIPs are 127.<node octet>.<hi>.<lo>). */
@@ -127,7 +150,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
     const usage = quotaUsage(s, await nodeCount());
     await checkQuota(ctx.store, p.project, { services: 1, tasks: usage.tasks, cpu: usage.cpu, memory: usage.memory });
-    const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex() };
+    const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
     const svc = await ctx.store.create({ kind: 'service', project_id: p.project.id, name: body.name, data });
     req.auditTarget = svc.id;
     ctx.orchestrator.enqueue(svc.id);
@@ -194,6 +217,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         update_status: changedTasks ? { state: 'updating', started_at: now, message: 'update in progress' } : d.update_status,
       };
     }
+    next.network_vips = await networkVips(next.spec, d.network_vips, svc.id);
     if (JSON.stringify(next.spec) !== JSON.stringify(d.spec)) next.spec_changed_at = now;
     const usage = quotaUsage(next.spec, await nodeCount());
     const delta: Partial<Quotas> = { tasks: usage.tasks - d.quota_usage.tasks, cpu: usage.cpu - d.quota_usage.cpu, memory: usage.memory - d.quota_usage.memory };
