@@ -65,6 +65,7 @@ export class Agent {
       log: opts.log,
       cgroupParent: `yunstack/${opts.nodeId}`,
       address,
+      nodeId: opts.nodeId,
       images: opts.images,
       overlay: this.dataplane.overlay,
       report: (id, status) => this.queueStatus(id, status),

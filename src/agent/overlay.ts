@@ -74,7 +74,7 @@ export class OverlayHost {
     if (!w) throw new Error(`network ${networkId} has no address slice on this node (the manager did not send one within 15 s)`);
     const s = slice(w.cidr, w.index);
     if (!contains(s, ipToInt(address))) throw new Error(`address ${address} is not in this node's slice ${formatCidr(s)} of network ${w.net.name}`);
-    return { network_id: networkId, name: w.net.name, bridge: w.names.bridge, address, prefix: s.prefix, gateway: gateway(w.cidr, w.index), mtu: OVERLAY_MTU };
+    return { network_id: networkId, name: w.net.name, bridge: w.names.bridge, address, prefix: s.prefix, gateway: gateway(w.cidr, w.index), mtu: OVERLAY_MTU, search: `${w.net.project.toLowerCase()}.yun` };
   }
 
   /** Apply the manager's view: networks, nodes, and the VIPs per network. */

@@ -19,6 +19,7 @@ export interface RunnerHost {
   cgroupParent: string;
   /** Address health checks and published ports use on this node. */
   address: string;
+  nodeId: string;
   /** Images on this node (for image drivers). */
   images?: NodeImages;
   /** Overlay networks of this node (null when it cannot build them). */
@@ -163,6 +164,8 @@ export class TaskRunner {
     env.YUN_TASK_ID = this.id;
     env.YUN_TASK_NAME = taskName(d);
     env.YUN_SERVICE_NAME = d.service_name;
+    env.YUN_NODE_ID = this.host.nodeId;
+    env.YUN_NODE_ADDRESS = this.host.address;
     if (d.slot !== null) env.YUN_TASK_SLOT = String(d.slot);
     const config: TaskConfig = {
       id: this.id, name: taskName(d), dir, command: d.spec.command, shell: d.spec.shell, env,

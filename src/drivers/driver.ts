@@ -72,6 +72,8 @@ export interface NetworkAttachment {
   prefix: number;
   gateway: string;
   mtu: number;
+  /** DNS search domain of the network's project (`PROJECT.yun`). */
+  search: string;
 }
 
 /** An image ready to run on this node. */

@@ -183,8 +183,8 @@ export function reconcile(service: RService | null, inputTasks: RTask[], nodes: 
   const current = service.spec_version;
   // A task is up to date when it runs the current task spec (a rollback leaves tasks that already
   // run the restored spec alone; a scale-only change touches none).
-  const specKey = JSON.stringify([spec.task, spec.endpoint.ports]);
-  const isNew = (t: RTask) => t.data.spec_version >= current || JSON.stringify([t.data.spec, t.data.ports]) === specKey;
+  const specKey = JSON.stringify([spec.task, spec.endpoint.ports, spec.networks ?? []]);
+  const isNew = (t: RTask) => t.data.spec_version >= current || JSON.stringify([t.data.spec, t.data.ports, (t.data.networks ?? []).map((n) => n.id)]) === specKey;
 
   // Update failures: new-version tasks that failed during their monitor window.
   if (updateStatus && (updateStatus.state === 'updating' || updateStatus.state === 'rollback_started')) {

@@ -50,6 +50,7 @@ import networkCreate from './network-create.js';
 import networkLs from './network-ls.js';
 import networkInspect from './network-inspect.js';
 import networkRm from './network-rm.js';
+import run from './run.js';
 import doctor from './doctor.js';
 
 /** Every command, in the order `yun --help` lists them. */
@@ -64,7 +65,7 @@ export const commands: CommandSpec<any>[] = [
   serviceCreate, serviceLs, servicePs, serviceInspect, serviceScale, serviceUpdate, serviceRollback, serviceRm, serviceLogs,
   taskInspect, taskLogs, taskExec,
   imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
-  networkCreate, networkLs, networkInspect, networkRm,
+  networkCreate, networkLs, networkInspect, networkRm, run,
 ];
 
 /** One-line descriptions of command groups. */

@@ -24,7 +24,7 @@ export default defineCommand({
   },
 });
 
-async function interactive(api: import('../client.js').ApiClient, task: string, command: string[]): Promise<number> {
+export async function interactive(api: import('../client.js').ApiClient, task: string, command: string[]): Promise<number> {
   const rows = process.stdout.rows ?? 24;
   const cols = process.stdout.columns ?? 80;
   const ws = await api.websocket(`/v1/tasks/${encodeURIComponent(task)}/tty`, { command, rows, cols });

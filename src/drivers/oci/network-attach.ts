@@ -33,8 +33,12 @@ export async function attachNetworks(ipBin: string, netns: string, taskId: strin
   }
 }
 
-/** /etc/resolv.conf of a task on overlay networks: the node's DNS on the first network's gateway. */
+/**
+ * /etc/resolv.conf of a task on overlay networks: the node's DNS on the first network's gateway,
+ * searching the project's zone first (so `web` also resolves as `web.PROJECT.yun`, and a hostname
+ * such as `web.1` never makes `1` the search domain), then the node's own search domains.
+ */
 export function networkResolvConf(nets: NetworkAttachment[], nodeText: string): string {
-  const search = /^\s*search\s+(.+)$/m.exec(nodeText)?.[1]?.trim();
-  return `# yunstack: service names are answered by this node's DNS; other names are forwarded to the node's resolvers\nnameserver ${nets[0]!.gateway}\n${search ? `search ${search}\n` : ''}options ndots:0\n`;
+  const search = [nets[0]!.search, ...(/^\s*search\s+(.+)$/m.exec(nodeText)?.[1]?.trim().split(/\s+/) ?? [])];
+  return `# yunstack: service names are answered by this node's DNS; other names are forwarded to the node's resolvers\nnameserver ${nets[0]!.gateway}\nsearch ${search.join(' ')}\noptions ndots:0\n`;
 }

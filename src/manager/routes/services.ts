@@ -13,6 +13,9 @@ import { checkQuota, type Quotas } from '../quotas.js';
 import { resolveImage } from './images.js';
 import type { LogLine } from '../../dispatcher/protocol.js';
 import { servicesOnNetwork, type NetworkData } from './networks.js';
+
+/** The label `yun run` puts on the service of a one-off task (such tasks join only attachable networks). */
+export const ONEOFF_LABEL = 'yunstack.oneoff';
 import { freeVip, parseCidr } from '../../network/ipam.js';
 
 const spec: ListSpec = {
@@ -92,6 +95,9 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     for (const n of s.networks) {
       const net = (await ctx.store.get('network', n)) ?? (await ctx.store.getByName('network', projectId, n));
       if (!net || net.project_id !== projectId) throw new YunError('YUN_VALIDATION_FAILED', `Network "${n}" does not exist in this project`, { hint: 'Create it with `yun network create NAME`, or list them with `yun network ls`.', extra: { field: 'body/networks' } });
+      if (s.labels[ONEOFF_LABEL] === 'true' && !(net.data as NetworkData).attachable) {
+        throw new YunError('YUN_NETWORK_NOT_ATTACHABLE', `Network "${net.name}" is not attachable: only services may join it, not one-off tasks`, { extra: { field: 'body/networks' } });
+      }
       if (!ids.includes(net.id)) ids.push(net.id);
     }
     s.networks = ids;

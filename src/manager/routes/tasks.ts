@@ -32,6 +32,7 @@ export const taskSchema = {
       additionalProperties: true,
     },
     spec_version: { type: 'integer' },
+    networks: { type: 'array', description: 'Overlay networks the task is on, with its address on each.', items: { type: 'object', properties: { id: { type: 'string' }, address: { type: ['string', 'null'] } } } },
   },
 } as const;
 
@@ -51,6 +52,7 @@ export function taskView(o: StoredObject): Record<string, unknown> {
     status: d.status,
     shutdown_reason: d.shutdown_reason ?? null,
     spec_version: d.spec_version,
+    networks: d.networks ?? [],
     spec: d.spec,
     version: o.version,
     created_at: o.created_at,
