@@ -134,10 +134,10 @@ export class Agent {
         resolve();
       });
       ch.onMessage((m) => this.onMessage(ch, m));
-      void this.opts.description().then((description) => {
+      void Promise.all([this.opts.description(), this.dataplane.describe()]).then(([description, dp]) => {
         const tasks = [...this.runners.values()].map((r) => ({ task_id: r.id, status: r.record.status }));
         this.pending.clear(); // the hello carries every status as of now
-        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, dataplane_port: this.dataplane.tunnelPort }, tasks });
+        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, ...dp, dataplane_port: this.dataplane.tunnelPort }, tasks });
       });
     });
   }
@@ -212,6 +212,7 @@ export class Agent {
         void import('../doctor/checks.js')
           .then((d) => d.localChecks({ dataDir: this.opts.dataDir, clusterHosts: m.cluster_hosts, skewMs: this.skewMs }))
           .then(async (checks) => {
+            checks.push(...(await this.dataplane.checks()));
             checks.push(...(await this.dataplane.reachability().catch((e) => [{ name: 'data plane', status: 'fail' as const, detail: (e as Error).message }])));
             const drivers = (await this.opts.description()).drivers;
             for (const [name, f] of Object.entries(drivers)) {

@@ -38,6 +38,8 @@ export class AgentDataplane {
   private dnsGateways = new Set<string>();
   private proxy: L4Proxy;
   private listening = new Map<string, { address: string; port: number }>();
+  /** Overlay VIP listeners: the network whose tasks (and this node itself) may use them. */
+  private allowNetwork = new Map<string, string>();
   private syncing: Promise<void> = Promise.resolve();
   dnsAddress?: string;
   private tunnel?: TunnelServer;
@@ -94,6 +96,38 @@ export class AgentDataplane {
         ? { name: `data plane to ${n.address}`, status: 'pass', detail: `${pair} reached (mutual TLS) in ${Date.now() - t0} ms` }
         : { name: `data plane to ${n.address}`, status: 'fail', detail: `${pair}: ${err} — service traffic from this node to tasks on ${n.address} can only go directly, or not at all`, fix: `Open TCP port ${n.dataplane_port} from ${me?.address ?? this.opts.address} to ${n.address} (firewall, security group).`, breaks: ['mesh'] });
     }
+    return out;
+  }
+
+  /** What `yun node inspect` shows: the active data path and why, DNS, the tunnel, overlay networks. */
+  async describe(): Promise<{ dataplane: Record<string, unknown>; missing_features: Record<string, string> }> {
+    const overlayProblem = this.overlay ? await OverlayHost.probe() : 'the agent does not run as root: overlay networks need CAP_NET_ADMIN';
+    const missing: Record<string, string> = {};
+    if (overlayProblem) missing.overlay = overlayProblem;
+    return {
+      dataplane: {
+        path: 'portable',
+        why: 'a proxy in the agent: L4 round robin over healthy tasks, a failed connect moves on to the next backend at once; node-to-node over one mutual-TLS port. No IPVS, VXLAN or nftables needed; an nftables fast path is not built yet',
+        dns: this.dnsAddress ?? null,
+        tunnel_port: this.tunnelPort,
+        overlay: overlayProblem ? { available: false, reason: overlayProblem } : { available: true, vxlan: this.overlay?.vxlanProblem ?? 'ok', networks: this.overlay?.attached().map((n) => n.name) ?? [] },
+      },
+      missing_features: missing,
+    };
+  }
+
+  /** `yun doctor`: the data path in use, and whether this node can build overlay networks. */
+  async checks(): Promise<import('../doctor/checks.js').CheckResult[]> {
+    const d = await this.describe();
+    const out: import('../doctor/checks.js').CheckResult[] = [
+      { name: 'data path', status: 'pass', detail: `portable: ${String(d.dataplane.why)}` },
+    ];
+    const ov = d.missing_features.overlay;
+    out.push(ov
+      ? { name: 'overlay networks', status: 'fail', detail: ov, fix: 'Run the agent as root with iproute2 installed; until then tasks on overlay networks are placed on other nodes.', breaks: ['overlay'] }
+      : this.overlay?.vxlanProblem
+        ? { name: 'overlay networks', status: 'warn', detail: this.overlay.vxlanProblem, fix: 'Load the vxlan module (modprobe vxlan) and open UDP port 4789 between nodes.' }
+        : { name: 'overlay networks', status: 'pass', detail: `bridges, veths and VXLAN (UDP ${4789}) available${this.overlay?.attached().length ? `; networks here: ${this.overlay.attached().map((n) => n.name).join(', ')}` : ''}` });
     return out;
   }
 
@@ -215,6 +249,7 @@ export class AgentDataplane {
           if (p.protocol !== 'tcp') continue;
           const backends: Backend[] = tasks.filter((t) => t.healthy).map((t) => ({ id: `${t.task_id}:${p.target}`, host: t.address, port: p.target, node_id: t.node_id, local: t.node_id === this.opts.nodeId }));
           wanted.set(`nvip/${ep.service_id}/${netId}/${p.target}`, { address: vip, port: p.target, backends });
+          this.allowNetwork.set(`nvip/${ep.service_id}/${netId}/${p.target}`, netId);
         }
       }
       const vip = ep.mode === 'vip' && ep.vip_index !== null && octet !== undefined ? vipAddress(octet, ep.vip_index) : null;
@@ -243,7 +278,9 @@ export class AgentDataplane {
       if (this.listening.has(key)) this.proxy.setBackends(key, w.backends);
       else {
         try {
-          await this.proxy.listen(key, w.address, w.port);
+          const netId = this.allowNetwork.get(key);
+          // A network's VIP answers its own tasks (and the node); other networks are isolated from it.
+          await this.proxy.listen(key, w.address, w.port, netId ? { allow: (src) => { const n = this.overlay?.networkOf(src); return !n ? !this.overlay?.inAnyNetwork(src) : n.id === netId; } } : {});
           this.listening.set(key, { address: w.address, port: w.port });
           this.proxy.setBackends(key, w.backends);
         } catch (e) {

@@ -56,6 +56,13 @@ export class OverlayHost {
     return undefined;
   }
 
+  /** Whether `address` is in the subnet of any overlay network (of those known, here or not). */
+  inAnyNetwork(address: string): boolean {
+    let ip: number;
+    try { ip = ipToInt(address.replace(/^::ffff:/, '')); } catch { return false; }
+    return this.networks.some((n) => contains(parseCidr(n.subnet), ip));
+  }
+
   /** Gateways of this node's slices (where its DNS must answer tasks). */
   gateways(): { network_id: string; address: string }[] {
     return [...this.wanted.values()].map((w) => ({ network_id: w.net.id, address: gateway(w.cidr, w.index) }));

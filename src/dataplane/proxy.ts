@@ -182,6 +182,8 @@ interface Listener {
   rejected: number;
   retries: number;
   lastWarn: number;
+  /** Who may connect (by source address); everyone when absent. */
+  allow?: (remoteAddress: string) => boolean;
 }
 
 export class L4Proxy {
@@ -209,10 +211,10 @@ export class L4Proxy {
    * Listen on address:port (VIP:port, or 0.0.0.0:published for the routing mesh) and spread
    * connections over the backends set for `key`. Returns the bound port (port 0 picks one).
    */
-  async listen(key: string, address: string, port: number): Promise<number> {
+  async listen(key: string, address: string, port: number, opts: { allow?: (remoteAddress: string) => boolean } = {}): Promise<number> {
     if (this.listeners.has(key)) throw new Error(`proxy listener "${key}" already exists`);
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_MS });
-    const l: Listener = { key, server, address, port, backends: [], rr: 0, conns: new Set(), accepted: 0, rejected: 0, retries: 0, lastWarn: 0 };
+    const l: Listener = { key, server, address, port, backends: [], rr: 0, conns: new Set(), accepted: 0, rejected: 0, retries: 0, lastWarn: 0, ...(opts.allow ? { allow: opts.allow } : {}) };
     this.listeners.set(key, l);
     server.on('connection', (client: net.Socket) => this.accept(l, client));
     server.on('error', (err) => this.log?.warn({ err, key }, 'proxy listener error'));
@@ -326,6 +328,12 @@ export class L4Proxy {
   // ---- the hot path -------------------------------------------------------------------------------
 
   private accept(l: Listener, client: net.Socket): void {
+    if (l.allow && !l.allow(client.remoteAddress ?? '')) {
+      // Not for this client (e.g. a task of another overlay network): refused at once.
+      l.rejected++;
+      client.resetAndDestroy();
+      return;
+    }
     l.accepted++;
     const conn: Conn = { client, listener: l };
     l.conns.add(conn);

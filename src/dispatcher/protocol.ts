@@ -14,6 +14,10 @@ export interface NodeDescription {
   agent_version: string;
   /** Port of the node's data-plane tunnel (mutual TLS), when it runs one. */
   dataplane_port?: number | null;
+  /** The node's data path (portable proxy or a fast path), DNS and overlay support, as `yun node inspect` shows it. */
+  dataplane?: Record<string, unknown>;
+  /** Features this node cannot offer, with why (the scheduler keeps tasks needing them away). */
+  missing_features?: Record<string, string>;
 }
 
 export type AgentMessage =

@@ -4,9 +4,11 @@
 //   <prefix>-lan   holds bridge br0 (up) and one veth end per host (<prefix>p<N>, enslaved, up);
 //                  connected to nothing else.
 //   <prefix>-hN    eth0 (the other veth end) with <subnet>.<10+N>/24, up; lo up;
-//                  net.ipv4.ip_forward=1; /etc/netns/<ns>/resolv.conf says `nameserver 127.0.0.1`.
+//                  net.ipv4.ip_forward=1; /etc/netns/<ns>/resolv.conf says `nameserver 127.0.0.1`
+//                  (for whoever uses `ip netns exec` by hand).
 // No namespace has a default route, so nothing inside can reach beyond the LAN. Every command the
-// harness runs against a test host runs inside that host's namespace (`ip netns exec` / `ip -n`).
+// harness runs against a test host runs inside that host's namespace (`nsenter --net`, which unlike
+// `ip netns exec` leaves /sys and the cgroup mounts alone; `ip -n` for setup).
 //
 // Ownership: before creating any namespace, a run claims its prefix with an owner file
 // /run/ytl-netns/<prefix>.json (pid + start time). Leftovers are reaped at createLan only when

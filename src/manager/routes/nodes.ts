@@ -28,6 +28,8 @@ export const nodeSchema = {
     labels: { type: 'object', additionalProperties: { type: 'string' } },
     resources: { type: 'object', properties: { cpus: { type: 'number' }, memory_bytes: { type: 'integer' } } },
     drivers: { type: 'object', additionalProperties: true },
+    dataplane: { type: 'object', additionalProperties: true, description: 'The active data path and why, DNS, the tunnel port, overlay support.' },
+    missing_features: { type: 'object', additionalProperties: { type: 'string' }, description: 'Features this node cannot offer, with why; tasks needing them are placed elsewhere.' },
     version: { type: 'integer' },
     agent_version: { type: 'string' },
     last_heartbeat: { type: ['string', 'null'] },
