@@ -2,6 +2,8 @@
 //   - direct to the backends,
 //   - through the VIP (L4Proxy, backends dialled directly),
 //   - through the routing mesh (L4Proxy on "node A" → mTLS tunnel → "node B" → backend),
+//   - through the nftables fast path (kernel DNAT, `numgen inc` round robin), which a node uses for
+//     a VIP or a published port whose healthy backends all run on it (root + nft; else skipped),
 //   - through HAProxy (Debian, `mode tcp`, the same two backends, round robin), one thread (as the
 //     Node proxy's one event loop) and with its default threads.
 // Targets: VIP and mesh ≥ 0.8× direct throughput and ≥ HAProxy's; added p50 latency ≤ 50 µs.
@@ -59,6 +61,8 @@ const NODE_B = '127.0.0.2';
 const NODE_A = '127.0.0.3';
 const VIP = '127.0.0.10';
 const HAPROXY_ADDR = '127.0.0.5';
+/** The nftables fast path: a VIP and a published port whose backends are all on the node. */
+const VIP_NFT = '127.0.0.11';
 const BODY_LEN = 10; // "backend-1\n"
 
 // ---- child roles ------------------------------------------------------------------------------------
@@ -376,7 +380,9 @@ async function main(): Promise<void> {
   const { createCA, issueCertificate } = await import('../src/pki/ca.js');
   const dir = mkdtempSync(join(tmpdir(), 'yun-bench-mesh-'));
   const started = performance.now();
+  const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
+    for (const c of cleanups.splice(0)) await c().catch(() => undefined);
     for (const c of children.reverse()) await stopChild(c);
   };
   const onSignal = () => {
@@ -403,16 +409,28 @@ async function main(): Promise<void> {
     const haN = haVersion ? await startHaproxy(dir, 'haproxy-default', backends, undefined) : undefined;
 
     const bk = { backend1: b1.child, backend2: b2.child };
+    const { NftFastPath } = await import('../src/dataplane/nft.js');
+    const fast = new NftFastPath(`yun_bench${process.pid}`);
+    const fastOff = await fast.probe();
+    const meshNftPort = await freePort(NODE_A);
+    if (fastOff === null) {
+      await fast.apply([{ address: VIP_NFT, port: 80, backends }, { address: NODE_A, port: meshNftPort, backends }]);
+      cleanups.push(() => fast.close());
+    }
     const paths: Record<string, { targets: string; watch: Record<string, ChildProcess>; label: string }> = {
       direct: { label: 'direct (client → backends)', targets: backends.map((b) => `${b.host}:${b.port}`).join(','), watch: bk },
       vip: { label: 'VIP (L4Proxy, direct dial)', targets: `${VIP}:${proxy.info.vipPort}`, watch: { ...bk, proxy: proxy.child } },
       mesh: { label: 'routing mesh (L4Proxy + mTLS tunnel)', targets: `${NODE_A}:${proxy.info.meshPort}`, watch: { ...bk, proxy: proxy.child, tunnel: tunnel.child } },
     };
+    if (fastOff === null) {
+      paths.vip_nft = { label: 'VIP (nftables fast path)', targets: `${VIP_NFT}:80`, watch: bk };
+      paths.mesh_nft = { label: 'mesh, local backends (nftables)', targets: `${NODE_A}:${meshNftPort}`, watch: bk };
+    }
     if (ha1 && haN) {
       paths.haproxy = { label: 'HAProxy mode tcp, nbthread 1', targets: `${HAPROXY_ADDR}:${ha1.port}`, watch: { ...bk, haproxy: ha1.child } };
       paths.haproxy_default = { label: 'HAProxy mode tcp, default threads', targets: `${HAPROXY_ADDR}:${haN.port}`, watch: { ...bk, haproxy: haN.child } };
     }
-    const proxyProcs: Record<string, string[]> = { direct: [], vip: ['proxy'], mesh: ['proxy', 'tunnel'], haproxy: ['haproxy'], haproxy_default: ['haproxy'] };
+    const proxyProcs: Record<string, string[]> = { direct: [], vip: ['proxy'], mesh: ['proxy', 'tunnel'], vip_nft: [], mesh_nft: [], haproxy: ['haproxy'], haproxy_default: ['haproxy'] };
     const rounds: Record<string, Figures[]> = {};
     for (let r = 0; r < CFG.rounds; r++) {
       // Interleaved, so a slow moment of the machine does not hit one path only.
@@ -462,8 +480,9 @@ async function main(): Promise<void> {
     lines.push('');
     lines.push(row('figure', 'value', 'target', undefined));
     const checks: Record<string, boolean> = {};
-    for (const name of ['vip', 'mesh'] as const) {
-      const label = name === 'vip' ? 'VIP' : 'mesh';
+    const LABELS: Record<string, string> = { vip: 'VIP (proxy)', mesh: 'mesh (proxy + tunnel)', vip_nft: 'VIP (nftables)', mesh_nft: 'mesh, local backends (nftables)' };
+    for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft'].filter((n) => best[n])) {
+      const label = LABELS[name]!;
       const f = best[name]!;
       const ratio = f.rps / d.rps;
       const added = f.p50_us - d.p50_us;
@@ -482,10 +501,10 @@ async function main(): Promise<void> {
     const totalErrors = Object.values(rounds).flat().reduce((sum, f) => sum + f.errors, 0);
     checks.no_failed_requests = totalErrors === 0;
     lines.push(row('failed requests (all runs)', String(totalErrors), '0', checks.no_failed_requests));
-    for (const name of ['vip', 'mesh'] as const) {
+    for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft'].filter((n) => best[n])) {
       const pb = best[name]!.per_backend;
       checks[`${name}_both_backends`] = (pb['1'] ?? 0) > 0 && (pb['2'] ?? 0) > 0;
-      lines.push(row(`requests per backend, ${name === 'vip' ? 'VIP' : 'mesh'} (1 / 2)`, `${pb['1'] ?? 0} / ${pb['2'] ?? 0}`, 'both', checks[`${name}_both_backends`]));
+      lines.push(row(`requests per backend, ${LABELS[name]} (1 / 2)`, `${pb['1'] ?? 0} / ${pb['2'] ?? 0}`, 'both', checks[`${name}_both_backends`]));
     }
     lines.push(`\n(total ${((performance.now() - started) / 1000).toFixed(1)} s)`);
     console.log(lines.join('\n'));
