@@ -480,7 +480,7 @@ async function main(): Promise<void> {
     lines.push('');
     lines.push(row('figure', 'value', 'target', undefined));
     const checks: Record<string, boolean> = {};
-    const LABELS: Record<string, string> = { vip: 'VIP (proxy)', mesh: 'mesh (proxy + tunnel)', vip_nft: 'VIP (nftables)', mesh_nft: 'mesh, local backends (nftables)' };
+    const LABELS: Record<string, string> = { vip: 'VIP (proxy)', mesh: 'mesh (proxy+tunnel)', vip_nft: 'VIP (nftables)', mesh_nft: 'mesh (nftables)' };
     for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft'].filter((n) => best[n])) {
       const label = LABELS[name]!;
       const f = best[name]!;
