@@ -131,6 +131,11 @@ export class AgentDataplane {
     const out: import('../doctor/checks.js').CheckResult[] = [
       { name: 'data path', status: 'pass', detail: `${String(d.dataplane.path)}: ${String(d.dataplane.why)}` },
     ];
+    if (this.opts.dnsPort !== 0 && !this.dnsAddress) {
+      out.push({ name: 'service DNS', status: 'fail', detail: `the service DNS could not listen on ${this.opts.address}:${this.opts.dnsPort} (another DNS server holds the port?)`, fix: `Free port ${this.opts.dnsPort} on ${this.opts.address}, or pick another with --dns-port.` });
+    } else if (this.dnsAddress) {
+      out.push({ name: 'service DNS', status: 'pass', detail: `listening on ${this.dnsAddress}${this.dnsGateways.size ? ` and on the overlay gateways ${[...this.dnsGateways].join(', ')}` : ''}` });
+    }
     const ov = d.missing_features.overlay;
     out.push(ov
       ? { name: 'overlay networks', status: 'fail', detail: ov, fix: 'Run the agent as root with iproute2 installed; until then tasks on overlay networks are placed on other nodes.', breaks: ['overlay'] }

@@ -79,7 +79,7 @@ export async function localChecks(opts: { dataDir: string; clusterHosts: string[
   const vxlan = kernelModule('vxlan');
   out.push(vxlan
     ? { name: 'vxlan', status: 'pass', detail: 'vxlan kernel module available' }
-    : { name: 'vxlan', status: 'warn', detail: 'no vxlan module: overlay traffic between nodes uses the portable tunnel instead', fix: 'Optional: load the vxlan module (modprobe vxlan) for the kernel data path.' });
+    : { name: 'vxlan', status: 'warn', detail: 'no vxlan module: on overlay networks, tasks reach tasks of other nodes only through service VIPs (the portable tunnel), not by address', fix: 'Optional: load the vxlan module (modprobe vxlan) for the kernel data path.' });
 
   const nft = await has('nft', ['--version']);
   out.push(nft
