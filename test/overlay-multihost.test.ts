@@ -113,6 +113,12 @@ describe('overlay networks, VIPs and the routing mesh across three hosts (networ
       '--max-replicas-per-node', '1', '--publish', '8091:80', '--restart-delay', '20s', '--shell', '--', page]);
     await yunOk(h1, ['service', 'create', '--name', 'client', '--network', 'mynet1', '--image', 'busybox', '--constraint', 'node.role==manager', '--', 'sleep', '100000']);
     nginx = await running('mynginx', 2);
+    // Each node says which data path it uses and why, and that it can build overlay networks.
+    const node = JSON.parse(await yunOk(h1, ['node', 'inspect', nginx[0]!.node_id])) as { dataplane: { path: string; why: string; overlay: { available: boolean } }; missing_features: Record<string, string> };
+    assert.match(node.dataplane.path, /nftables|portable/, JSON.stringify(node.dataplane));
+    assert.ok(node.dataplane.why.length > 20);
+    assert.equal(node.dataplane.overlay.available, true, JSON.stringify(node.dataplane));
+    assert.deepEqual(node.missing_features, {});
     assert.notEqual(nginx[0]!.node_id, nginx[1]!.node_id, 'the two backends run on different hosts');
     client = (await running('client', 1))[0]!;
     const net = JSON.parse(await yunOk(h1, ['network', 'inspect', 'mynet1'])) as { subnet: string; services: { name: string; vip: string }[] };
@@ -173,6 +179,8 @@ describe('overlay networks, VIPs and the routing mesh across three hosts (networ
     try {
       const d = await yun(h1, ['doctor']);
       assert.notEqual(d.code, 0, d.stdout);
+      assert.match(d.stdout, /data path/, d.stdout);
+      assert.match(d.stdout, /overlay networks/, d.stdout);
       assert.match(d.stdout + d.stderr, new RegExp(`${h1.address.replace(/\./g, '\\.')} → ${h3.address.replace(/\./g, '\\.')}:7444`), d.stdout);
       for (let i = 0; i < 10; i++) {
         const t0 = Date.now();
