@@ -144,6 +144,6 @@ export function deviceNames(vni: number): { bridge: string; vxlan: string; table
 
 /** The VXLAN device's MAC on a node: stable, locally administered, unique per network and slice. */
 export function vtepMac(vni: number, sliceIndex: number): string {
-  const b = [0x02, 0x59, (vni >> 8) & 255, vni & 255, (sliceIndex >> 8) & 255, sliceIndex & 255];
+  const b = [0x02, (vni >> 16) & 255, (vni >> 8) & 255, vni & 255, (sliceIndex >> 8) & 255, sliceIndex & 255];
   return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }

@@ -111,6 +111,7 @@ export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       const vnis = new Set(all.map((n) => (n.data as NetworkData).vni));
       let vni = 4096;
       while (vnis.has(vni)) vni++;
+      if (vni > 0xffffff) throw new YunError('YUN_UNAVAILABLE', 'No free VXLAN network identifier is left (16 million networks)', { hint: 'Remove networks that are no longer used.' });
       const data: NetworkData = { driver: 'overlay', subnet: formatCidr(subnet), attachable: body.attachable === true, vni, labels: body.labels ?? {}, slices: {} };
       return ctx.store.create({ kind: 'network', project_id: p.project.id, name: body.name, data });
     });
