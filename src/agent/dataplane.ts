@@ -5,7 +5,7 @@ import { TunnelServer, tunnelDialer } from '../dataplane/tunnel.js';
 import { vipAddress, type Endpoint } from '../dataplane/endpoints.js';
 import type { DataplaneNetwork, DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
 import { OverlayHost } from './overlay.js';
-import { NftFastPath, type FastRule } from '../dataplane/nft.js';
+import { NftFastPath, nftTableName, type FastRule } from '../dataplane/nft.js';
 
 export interface AgentDataplaneOptions {
   nodeId: string;
@@ -52,7 +52,7 @@ export class AgentDataplane {
   tunnelPort: number | null = null;
 
   constructor(private opts: AgentDataplaneOptions) {
-    this.fast = new NftFastPath(`yun_${opts.nodeId.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 24)}`, opts.log.child({ component: 'nft' }));
+    this.fast = new NftFastPath(nftTableName(opts.nodeId), opts.log.child({ component: 'nft' }));
     this.overlay = (opts.overlay ?? process.getuid?.() === 0) ? new OverlayHost({ nodeId: opts.nodeId, address: opts.address, log: opts.log.child({ component: 'overlay' }) }) : null;
     const tlsOpts = opts.tls;
     const dial = tlsOpts && opts.tunnelPort

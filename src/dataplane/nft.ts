@@ -18,6 +18,11 @@ export interface FastRule {
 
 const ADDR = /^\d{1,3}(\.\d{1,3}){3}$/;
 
+/** The nftables table of a node's fast path. */
+export function nftTableName(nodeId: string): string {
+  return `yun_${nodeId.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 24)}`;
+}
+
 /** The whole table as an nft script (pure). Rules with no backends are left out (the proxy answers). */
 export function renderTable(table: string, rules: FastRule[]): string {
   if (!/^[a-z0-9_]{1,30}$/.test(table)) throw new Error(`bad nftables table name ${table}`);

@@ -84,6 +84,15 @@ export function alive(pid: number): boolean {
 export async function removeAgentDir(dir: string): Promise<void> {
   const { readFileSync: read } = await import('node:fs');
   const { execFileSync } = await import('node:child_process');
+  // The node's nftables table (fast path): an agent killed with -9 could not remove it.
+  const nodeId = (() => {
+    try { return (JSON.parse(read(`${dir}/node.json`, 'utf8')) as { node_id: string }).node_id; } catch { /* not an agent dir */ }
+    try { return read(`${dir}/node-id`, 'utf8').trim(); } catch { return undefined; }
+  })();
+  if (nodeId) {
+    const { nftTableName } = await import('../../src/dataplane/nft.js');
+    try { execFileSync('nft', ['delete', 'table', 'ip', nftTableName(nodeId)], { stdio: 'ignore' }); } catch { /* none, or no nft */ }
+  }
   const mountsUnder = () => read('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m === dir || m.startsWith(`${dir}/`));
   const deadline = Date.now() + 15_000;
   while (mountsUnder().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
