@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -186,7 +186,8 @@ describe('yun CLI end to end', () => {
   after(async () => {
     for (const p of [...children]) killChild(p);
     await Promise.all([first?.exited, second?.exited].filter(Boolean));
-    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    const { removeAgentDir } = await import('./helpers/agents.js');
+    for (const d of tempDirs) await removeAgentDir(d); // also the nftables table of a killed `yun up`
   });
 
   it('yun up prints the API URL within 3 s of spawn and writes DIR/admin.env (0600)', async () => {

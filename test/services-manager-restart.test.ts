@@ -10,7 +10,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,7 +103,8 @@ describe('services survive the manager killed with SIGKILL', { timeout: 150_000 
       await c.api.close().catch(() => undefined);
       await c.finalCleanup();
     }
-    for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
+    const { removeAgentDir } = await import('./helpers/agents.js');
+    for (const d of dataDirs) await removeAgentDir(d); // also the nftables table of the killed manager's agent
   });
 
   /**
