@@ -108,6 +108,7 @@ export class LogPump {
             resolve();
           };
           this.abort.signal.addEventListener('abort', onAbort, { once: true });
+          if (this.abort.signal.aborted) onAbort(); // closed while the engine was still answering
           res.on('data', (chunk: Buffer) => demux.push(chunk));
           res.on('end', resolve);
           res.on('close', resolve);
