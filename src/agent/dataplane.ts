@@ -4,7 +4,7 @@ import { L4Proxy, type Backend } from '../dataplane/proxy.js';
 import { TunnelServer, tunnelDialer } from '../dataplane/tunnel.js';
 import { vipAddress, type Endpoint } from '../dataplane/endpoints.js';
 import type { DataplaneNetwork, DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
-import { OverlayHost } from './overlay.js';
+import { OverlayHost, VXLAN_PORT } from './overlay.js';
 import { NftFastPath, nftTableName, type FastRule } from '../dataplane/nft.js';
 
 export interface AgentDataplaneOptions {
@@ -39,8 +39,6 @@ export class AgentDataplane {
   private dnsGateways = new Set<string>();
   private proxy: L4Proxy;
   private listening = new Map<string, { address: string; port: number }>();
-  /** Overlay VIP listeners: the network whose tasks (and this node itself) may use them. */
-  private allowNetwork = new Map<string, string>();
   private syncing: Promise<void> = Promise.resolve();
   dnsAddress?: string;
   private tunnel?: TunnelServer;
@@ -140,8 +138,8 @@ export class AgentDataplane {
     out.push(ov
       ? { name: 'overlay networks', status: 'fail', detail: ov, fix: 'Run the agent as root with iproute2 installed; until then tasks on overlay networks are placed on other nodes.', breaks: ['overlay'] }
       : this.overlay?.vxlanProblem
-        ? { name: 'overlay networks', status: 'warn', detail: this.overlay.vxlanProblem, fix: 'Load the vxlan module (modprobe vxlan) and open UDP port 4789 between nodes.' }
-        : { name: 'overlay networks', status: 'pass', detail: `bridges, veths and VXLAN (UDP ${4789}) available${this.overlay?.attached().length ? `; networks here: ${this.overlay.attached().map((n) => n.name).join(', ')}` : ''}` });
+        ? { name: 'overlay networks', status: 'warn', detail: this.overlay.vxlanProblem, fix: `Load the vxlan module (modprobe vxlan) and open UDP port ${VXLAN_PORT} between nodes.` }
+        : { name: 'overlay networks', status: 'pass', detail: `bridges, veths and VXLAN (UDP ${VXLAN_PORT}) available${this.overlay?.attached().length ? `; networks here: ${this.overlay.attached().map((n) => n.name).join(', ')}` : ''}` });
     return out;
   }
 
@@ -244,7 +242,8 @@ export class AgentDataplane {
   private async sync(): Promise<void> {
     const octet = this.myOctet();
     const dnsList: DnsEndpoint[] = [];
-    const wanted = new Map<string, { address: string; port: number; backends: Backend[] }>();
+    // `network`: an overlay VIP, which answers only that network's tasks (and the node).
+    const wanted = new Map<string, { address: string; port: number; backends: Backend[]; network?: string }>();
     const netById = new Map(this.networks.map((n) => [n.id, n]));
     if (this.overlay) {
       const vips = new Map<string, Set<string>>();
@@ -265,8 +264,7 @@ export class AgentDataplane {
         for (const p of ep.ports) {
           if (p.protocol !== 'tcp') continue;
           const backends: Backend[] = tasks.filter((t) => t.healthy).map((t) => ({ id: `${t.task_id}:${p.target}`, host: t.address, port: p.target, node_id: t.node_id, local: t.node_id === this.opts.nodeId }));
-          wanted.set(`nvip/${ep.service_id}/${netId}/${p.target}`, { address: vip, port: p.target, backends });
-          this.allowNetwork.set(`nvip/${ep.service_id}/${netId}/${p.target}`, netId);
+          wanted.set(`nvip/${ep.service_id}/${netId}/${p.target}`, { address: vip, port: p.target, backends, network: netId });
         }
       }
       const vip = ep.mode === 'vip' && ep.vip_index !== null && octet !== undefined ? vipAddress(octet, ep.vip_index) : null;
@@ -302,8 +300,7 @@ export class AgentDataplane {
       if (this.listening.has(key)) this.proxy.setBackends(key, w.backends);
       else {
         try {
-          const netId = this.allowNetwork.get(key);
-          // A network's VIP answers its own tasks (and the node); other networks are isolated from it.
+          const netId = w.network;
           await this.proxy.listen(key, w.address, w.port, netId ? { allow: (src) => { const n = this.overlay?.networkOf(src); return !n ? !this.overlay?.inAnyNetwork(src) : n.id === netId; } } : {});
           this.listening.set(key, { address: w.address, port: w.port });
           this.proxy.setBackends(key, w.backends);

@@ -36,6 +36,8 @@ export class OverlayHost {
   private nodes: DataplaneNode[] = [];
   private networks: DataplaneNetwork[] = [];
   private syncing: Promise<void> = Promise.resolve();
+  /** What the last update applied (networks, node addresses, VIPs). */
+  private lastKey = '';
   /** Why the kernel path is degraded, when it is (shown by node inspect / doctor). */
   vxlanProblem: string | null = null;
 
@@ -84,8 +86,14 @@ export class OverlayHost {
     return { network_id: networkId, name: w.net.name, bridge: w.names.bridge, address, prefix: s.prefix, gateway: gateway(w.cidr, w.index), mtu: OVERLAY_MTU, search: `${w.net.project.toLowerCase()}.yun` };
   }
 
-  /** Apply the manager's view: networks, nodes, and the VIPs per network. */
+  /**
+   * Apply the manager's view: networks, nodes, and the VIPs per network. Endpoint updates arrive on
+   * every task change; the kernel is only touched when what it holds would change.
+   */
   update(networks: DataplaneNetwork[], nodes: DataplaneNode[], vips: Map<string, Set<string>>): Promise<void> {
+    const key = JSON.stringify([networks, nodes.map((n) => [n.id, n.address]), [...vips].map(([id, v]) => [id, [...v].sort()]).sort()]);
+    if (key === this.lastKey) return this.syncing;
+    this.lastKey = key;
     this.networks = networks;
     this.nodes = nodes;
     const next = new Map<string, Wanted>();
@@ -94,9 +102,8 @@ export class OverlayHost {
       if (index === undefined) continue;
       next.set(net.id, { net, cidr: parseCidr(net.subnet), index, names: deviceNames(net.vni), vips: vips.get(net.id) ?? new Set() });
     }
-    const previous = this.wanted;
     this.wanted = next;
-    this.syncing = this.syncing.then(() => this.sync(previous)).catch((e) => this.opts.log.error({ err: e }, 'overlay network sync failed'));
+    this.syncing = this.syncing.then(() => this.sync()).catch((e) => this.opts.log.error({ err: e }, 'overlay network sync failed'));
     return this.syncing;
   }
 
@@ -112,12 +119,12 @@ export class OverlayHost {
     try { return JSON.parse(String(r.stdout) || '[]') as T[]; } catch { return []; }
   }
 
-  private async sync(previous: Map<string, Wanted>): Promise<void> {
+  private async sync(): Promise<void> {
     const links = new Map((await this.json<{ ifname: string }>(['link', 'show'])).map((l) => [l.ifname, l]));
     const rules = await this.json<{ iif?: string; table?: string; priority?: number }>(['rule', 'show']);
     const lines: string[] = [];
     const fdb: string[] = [];
-    const sysctls: [string, string][] = [];
+    const rpFilterOff: string[] = [];
 
     // Networks gone from this node: their devices, rules and tables.
     const keep = new Set([...this.wanted.values()].flatMap((w) => [w.names.bridge, w.names.vxlan]));
@@ -129,22 +136,21 @@ export class OverlayHost {
       for (const r of rules) if (r.table === String(t)) lines.push(`rule del iif ${r.iif} table ${t}`);
       if (name.startsWith('yb')) lines.push(`route flush table ${t}`);
     }
-    void previous;
 
-    if (this.wanted.size > 0) sysctls.push(['/proc/sys/net/ipv4/ip_forward', '1']);
+    if (this.wanted.size > 0) await writeFile('/proc/sys/net/ipv4/ip_forward', '1').catch(() => undefined);
     for (const w of this.wanted.values()) {
       const { bridge, vxlan, table } = w.names;
       const gw = gateway(w.cidr, w.index);
       const mine = slice(w.cidr, w.index);
       if (!links.has(bridge)) lines.push(`link add ${bridge} mtu ${OVERLAY_MTU} type bridge`);
       lines.push(`addr replace ${gw}/${mine.prefix} dev ${bridge}`, `link set ${bridge} up`);
-      sysctls.push([`/proc/sys/net/ipv4/conf/${bridge}/rp_filter`, '0']);
+      rpFilterOff.push(bridge);
       const haveVx = links.has(vxlan);
       if (!haveVx) {
         lines.push(`link add ${vxlan} mtu ${OVERLAY_MTU} address ${vtepMac(w.net.vni, w.index)} type vxlan id ${w.net.vni} local ${this.opts.address} dstport ${VXLAN_PORT} nolearning`);
       }
       lines.push(`addr replace ${vtepAddress(w.cidr, w.index)}/32 dev ${vxlan}`, `link set ${vxlan} up`);
-      sysctls.push([`/proc/sys/net/ipv4/conf/${vxlan}/rp_filter`, '0']);
+      rpFilterOff.push(vxlan);
       for (const dev of [bridge, vxlan]) {
         if (!rules.some((r) => r.iif === dev && r.table === String(table))) lines.push(`rule add iif ${dev} table ${table} pref 1000`);
       }
@@ -165,9 +171,9 @@ export class OverlayHost {
       for (const other of this.networks) if (other.id !== w.net.id) lines.push(`route replace prohibit ${other.subnet} table ${table}`);
       for (const vip of w.vips) lines.push(`addr replace ${vip}/32 dev ${bridge}`);
     }
-    for (const [path, value] of sysctls.slice(0, 1)) await writeFile(path, value).catch(() => undefined);
     await this.batch(lines, 'devices and routes');
-    for (const [path, value] of sysctls.slice(1)) await writeFile(path, value).catch(() => undefined);
+    // Slices of other nodes are reached through the VXLAN device only by the network's own table.
+    for (const dev of rpFilterOff) await writeFile(`/proc/sys/net/ipv4/conf/${dev}/rp_filter`, '0').catch(() => undefined);
     await this.batch(fdb, 'vxlan forwarding', ['bridge']);
     await this.pruneAddresses();
     await this.checkVxlan();

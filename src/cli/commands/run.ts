@@ -49,7 +49,7 @@ export default defineCommand({
       }
       if (i.tty) return await interactive(api, task.id, i.command);
       const done = await waitTask(api, svc.id, (t) => END.has(t.status.state), 24 * 3600_000);
-      await ctx.client().stream(`/v1/tasks/${done.id}/logs`, {}, (line) => {
+      await api.stream(`/v1/tasks/${done.id}/logs`, {}, (line) => {
         try {
           const r = JSON.parse(line) as { stream?: string; line?: string };
           (r.stream === 'stderr' ? process.stderr : process.stdout).write(`${r.line}\n`);
