@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Driver } from '../drivers/driver.js';
+import type { Driver, TtyExec } from '../drivers/driver.js';
 import type { AgentMessage, Channel, LogLine, ManagerMessage, NodeDescription } from '../dispatcher/protocol.js';
 import { isTerminal, type TaskData, type TaskStatus } from '../services/task.js';
 import { TaskStore, type TaskRecord } from './persist.js';
@@ -48,7 +48,7 @@ export class Agent {
   private logFollows = new Map<string, (() => void)[]>();
   private welcomed = false;
   readonly dataplane: AgentDataplane;
-  private ttys = new Map<string, import('../drivers/oci/oci-driver.js').TtyExec>();
+  private ttys = new Map<string, TtyExec>();
   /** This node's clock minus the manager's, measured at the last welcome. */
   private skewMs: number | null = null;
 

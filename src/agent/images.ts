@@ -49,7 +49,7 @@ export class NodeImages {
     const rec = await this.store.image(digest);
     const c = rec.config.config ?? {};
     return {
-      ref, digest, rootfs,
+      ref, digest, kind: 'container', rootfs,
       config: { entrypoint: c.Entrypoint ?? [], cmd: c.Cmd ?? [], env: c.Env ?? [], workdir: c.WorkingDir ?? '', user: c.User ?? '' },
       exportDockerArchive: () => this.store.exportDockerArchive(digest, ref.includes(':') ? ref : `${ref}:latest`),
     };

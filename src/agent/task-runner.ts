@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { DriverError, type Driver, type ExitResult, type PortMapping, type TaskConfig, type TaskHandle } from '../drivers/driver.js';
+import { capable, DriverError, type Driver, type ExitResult, type PortMapping, type TaskConfig, type TaskHandle, type TtyExec } from '../drivers/driver.js';
 import { candidateDrivers } from '../scheduler/runner.js';
 import { isTerminal, stateRank, taskName, type TaskData, type TaskState, type TaskStatus } from '../services/task.js';
 import { HealthMonitor, probe } from './health.js';
@@ -323,13 +323,14 @@ export class TaskRunner {
   // ---- logs and exec -------------------------------------------------------------------------------
 
   /** An interactive command with a terminal (drivers that offer it: oci). */
-  async execTty(command: string[], size: { rows: number; cols: number }): Promise<import('../drivers/oci/oci-driver.js').TtyExec> {
-    const driver = this.driver as (Driver & { execTty?: (h: TaskHandle, c: string[], o: { rows?: number; cols?: number }) => Promise<import('../drivers/oci/oci-driver.js').TtyExec> }) | undefined;
+  async execTty(command: string[], size: { rows: number; cols: number }): Promise<TtyExec> {
+    const driver = this.driver;
     if (!driver || !this.record.handle || this.record.status.state !== 'running') {
       throw new Error(`task ${taskName(this.record.data)} is not running (${this.record.status.state})`);
     }
-    if (!driver.execTty) throw new Error(`the ${driver.name} driver has no interactive terminal; run the command without -it`);
-    return driver.execTty(this.record.handle, command, size);
+    const tty = capable(driver, 'terminal');
+    if (!tty) throw new Error(`the ${driver.name} driver has no interactive terminal; run the command without -it`);
+    return tty.execTty(this.record.handle, command, size);
   }
 
   async exec(command: string[], timeoutMs: number): Promise<{ exit_code: number; stdout: string; stderr: string }> {

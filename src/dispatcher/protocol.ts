@@ -3,13 +3,15 @@
  * for remote agents; an in-memory pair for the agent inside `yun up`).
  */
 import type { TaskData, TaskStatus } from '../services/task.js';
+import type { DriverFingerprint } from '../drivers/driver.js';
 import type { CheckResult } from '../doctor/checks.js';
 
 export interface NodeDescription {
   hostname: string;
   address: string;
-  resources: { cpus: number; memory_bytes: number };
-  drivers: Record<string, { available: boolean; reason?: string; attributes?: Record<string, string> }>;
+  /** CPUs and memory; disk: the size of the file system holding the agent's data (instances' disks live there). */
+  resources: { cpus: number; memory_bytes: number; disk_bytes?: number };
+  drivers: Record<string, DriverFingerprint>;
   platform: { os: string; arch: string; kernel: string };
   agent_version: string;
   /** Port of the node's data-plane tunnel (mutual TLS), when it runs one. */

@@ -6,12 +6,46 @@
  * agent restarts is in the `TaskHandle` it returned from `start`, which the agent persists.
  */
 
+export type ImageKind = 'container' | 'vm';
+
+/**
+ * What a driver can do beyond the lifecycle core (start, wait, stop, inspect, recover, destroy), as
+ * data: the agent, the scheduler and the API decide from it, never from a driver's name. Each flag
+ * that is true promises the optional interface named beside it (`capable()` hands it out; the
+ * conformance suite checks the promise and runs the tests of each capability).
+ */
+export interface DriverCapabilities {
+  /** Runs the task's own command (argv, env, workdir, user), its output in stdout.log / stderr.log. VM drivers boot their image instead. */
+  command: boolean;
+  /** `Driver.exec`: a command inside a running task (health checks, `yun task exec`). */
+  exec: boolean;
+  /** `TerminalExec.execTty`: an interactive command on a terminal (`yun task exec -it`). */
+  terminal: boolean;
+  /** `Freezable`: pause and unpause (every process frozen in place). */
+  pause: boolean;
+  /**
+   * `Suspendable`: how suspend works — `freeze`: frozen in memory, as pause; `disk`: the memory is
+   * saved to disk and the process ends (nothing held but disk), resumed from there. null: none.
+   */
+  suspend: 'freeze' | 'disk' | null;
+  /** `Instances`: long-lived instances (servers): prepared apart from booting, booted again after a stop with their root disk. */
+  instances: boolean;
+  /** `Consoles`: a console log and an interactive console. */
+  console: boolean;
+  /** Image kinds it runs (none for the process driver). */
+  image_kinds: ImageKind[];
+  /** What its tasks can be attached to: the node's network (`host`), Yunstack overlay networks (`overlay`). */
+  network_kinds: ('host' | 'overlay')[];
+}
+
 export interface DriverFingerprint {
   available: boolean;
   /** Why not, when unavailable (shown by `yun node inspect`). */
   reason?: string;
   /** Free-form facts, e.g. { cgroups: 'v1', root: 'true', runc: '1.1.5' }. */
   attributes?: Record<string, string>;
+  /** The driver's capabilities (filled in from `Driver.capabilities` by `fingerprintAll`). */
+  capabilities?: DriverCapabilities;
 }
 
 export interface PortMapping {
@@ -60,6 +94,21 @@ export interface TaskConfig {
   /** cgroup parent name for this agent (e.g. `yunstack/<node-id>`), so several agents on one host never collide. */
   cgroup_parent: string;
   labels: Record<string, string>;
+  /** A long-lived instance (a server), for drivers with the `instances` capability. */
+  instance?: InstanceSpec;
+}
+
+/** What a server asks of its driver beyond a task's config. */
+export interface InstanceSpec {
+  /** Virtual CPUs and memory (a VM's processors and RAM; a container's cgroup limits). */
+  vcpus: number;
+  memory_bytes: number;
+  /** Size of the root disk; a VM's disk is grown to it (never shrunk); 0 keeps the image's. */
+  disk_bytes: number;
+  /** The guest's MAC address on its first network (VMs), stable for the server's life. */
+  mac?: string;
+  /** What cloud-init's NoCloud seed carries: instance id, hostname, SSH keys, user data (base64). */
+  seed: { instance_id: string; hostname: string; public_keys: string[]; user_data_b64?: string };
 }
 
 /** A task's place on an overlay network of this node (prepared by the agent). */
@@ -82,19 +131,103 @@ export interface ImageInfo {
   ref: string;
   /** Digest of the image manifest (`sha256:…`). */
   digest: string;
-  /** The image's root file system, all layers applied: read-only, shared by every task of the image (an overlay lower). */
+  /** `container` (a root file system) or `vm` (a disk, maybe a kernel and initrd). */
+  kind: ImageKind;
+  /** Container images: the root file system, all layers applied: read-only, shared by every task of the image (an overlay lower). '' for VM images. */
   rootfs: string;
+  /** VM images: the files on this node (read-only, shared: a VM's disk is an overlay on `disk`). */
+  vm?: VmImageFiles;
   /** From the image config. */
   config: { entrypoint: string[]; cmd: string[]; env: string[]; workdir: string; user: string };
   /** Write the image as a `docker save` archive and return its path (for the docker driver). */
   exportDockerArchive(): Promise<string>;
 }
 
-/** Optional: drivers whose tasks can be frozen and thawed (cgroup freezer). */
+/** The files of a VM image on a node. */
+export interface VmImageFiles {
+  disk: string;
+  disk_format: 'qcow2' | 'raw';
+  /** Direct kernel boot (microvm): the kernel, its initrd and command line. */
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  min_disk_bytes: number;
+  min_ram_bytes: number;
+}
+
+/** Optional (`pause`): tasks can be frozen and thawed (cgroup freezer, a VM's vCPUs stopped). */
 export interface Freezable {
   freeze(handle: TaskHandle): Promise<void>;
   thaw(handle: TaskHandle): Promise<void>;
 }
+
+/** An interactive session on a terminal (exec -it, a serial console). */
+export interface TtyExec {
+  stdin: import('node:stream').Writable;
+  output: import('node:stream').Readable;
+  resize(rows: number, cols: number): Promise<void>;
+  wait(): Promise<number>;
+  kill(): void;
+}
+
+/** Optional (`terminal`): an interactive command on a terminal inside a running task. */
+export interface TerminalExec {
+  execTty(handle: TaskHandle, command: string[], opts?: { rows?: number; cols?: number; env?: Record<string, string> }): Promise<TtyExec>;
+}
+
+/** Optional (`suspend`): suspend and resume; both return the handle to keep (a resumed VM is a new process). */
+export interface Suspendable {
+  suspend(handle: TaskHandle): Promise<TaskHandle>;
+  resume(handle: TaskHandle): Promise<TaskHandle>;
+  /** Whether the instance behind the handle is suspended now (after an agent restart). */
+  suspended(handle: TaskHandle): Promise<boolean>;
+}
+
+/**
+ * Optional (`instances`): long-lived instances. `prepare` makes everything the instance needs
+ * (root disk, seed, network plumbing) without running it; `boot` runs a prepared or stopped
+ * instance with `config` (a resize changes its vCPUs and memory), its root disk kept. `stop` then
+ * keeps the disk; only `destroy` frees it.
+ */
+export interface Instances {
+  prepare(config: TaskConfig, progress?: (message: string) => void): Promise<TaskHandle>;
+  boot(handle: TaskHandle, config: TaskConfig): Promise<TaskHandle>;
+  /** Keep a copy of the root disk under `tag` (before a resize), to return to with `restoreDisk`. */
+  saveDisk(handle: TaskHandle, tag: string): Promise<void>;
+  /** Put the saved copy back (the instance is stopped); `drop` only deletes it. */
+  restoreDisk(handle: TaskHandle, tag: string): Promise<void>;
+  dropDisk(handle: TaskHandle, tag: string): Promise<void>;
+}
+
+/** Optional (`console`): the console's output so far, and an interactive console. */
+export interface Consoles {
+  consoleLog(handle: TaskHandle, opts?: { tailBytes?: number }): Promise<string>;
+  console(handle: TaskHandle): Promise<TtyExec>;
+}
+
+interface ByCapability {
+  exec: Required<Pick<Driver, 'exec'>>;
+  terminal: TerminalExec;
+  pause: Freezable;
+  suspend: Suspendable;
+  instances: Instances;
+  console: Consoles;
+}
+
+/** The driver as the optional interface of capability `cap`, or undefined when it has not got it. */
+export function capable<K extends keyof ByCapability>(driver: Driver, cap: K): (Driver & ByCapability[K]) | undefined {
+  return driver.capabilities[cap] ? (driver as Driver & ByCapability[K]) : undefined;
+}
+
+/** The methods each capability promises (the conformance suite checks them). */
+export const CAPABILITY_METHODS: Record<keyof ByCapability, string[]> = {
+  exec: ['exec'],
+  terminal: ['execTty'],
+  pause: ['freeze', 'thaw'],
+  suspend: ['suspend', 'resume', 'suspended'],
+  instances: ['prepare', 'boot', 'saveDisk', 'restoreDisk', 'dropDisk'],
+  console: ['consoleLog', 'console'],
+};
 
 /** Persisted by the agent; opaque to it. Must be JSON-serialisable. */
 export interface TaskHandle {
@@ -128,6 +261,7 @@ export interface ExecResult {
 
 export interface Driver {
   readonly name: string;
+  readonly capabilities: DriverCapabilities;
   fingerprint(): Promise<DriverFingerprint>;
   /** Start the task; resolves once it has been started (not when it exits). Throws DriverError. */
   start(config: TaskConfig): Promise<TaskHandle>;

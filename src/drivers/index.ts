@@ -1,4 +1,4 @@
-import type { Driver } from './driver.js';
+import type { Driver, DriverFingerprint } from './driver.js';
 import { OciDriver } from './oci/oci-driver.js';
 import { DockerDriver } from './docker/docker-driver.js';
 import { ProcessDriver } from './process/process-driver.js';
@@ -8,13 +8,13 @@ export function allDrivers(): Driver[] {
   return [new ProcessDriver(), new OciDriver(), new DockerDriver()];
 }
 
-export async function fingerprintAll(drivers: Driver[]): Promise<Record<string, { available: boolean; reason?: string; attributes?: Record<string, string> }>> {
-  const out: Record<string, { available: boolean; reason?: string; attributes?: Record<string, string> }> = {};
+export async function fingerprintAll(drivers: Driver[]): Promise<Record<string, DriverFingerprint>> {
+  const out: Record<string, DriverFingerprint> = {};
   for (const d of drivers) {
     try {
-      out[d.name] = await d.fingerprint();
+      out[d.name] = { ...(await d.fingerprint()), capabilities: d.capabilities };
     } catch (e) {
-      out[d.name] = { available: false, reason: `fingerprint failed: ${(e as Error).message}` };
+      out[d.name] = { available: false, reason: `fingerprint failed: ${(e as Error).message}`, capabilities: d.capabilities };
     }
   }
   return out;

@@ -226,6 +226,7 @@ export async function buildBusyboxArchive(dir: string, opts: { tag?: string; mar
     exports: () => exports,
     info: {
       ref: tag,
+      kind: 'container',
       digest: `sha256:${sha256(manifest)}`,
       rootfs,
       config: { entrypoint: [], cmd: ['sh'], env, workdir: '/', user: '' },

@@ -46,6 +46,7 @@ export function buildBusyboxRootfs(dir: string, busybox = findStaticBusybox()): 
 export function rootfsImageInfo(rootfs: string, config: Partial<ImageInfo['config']> = {}, ref = 'busybox:test'): ImageInfo {
   return {
     ref,
+    kind: 'container',
     digest: 'sha256:' + '0'.repeat(64),
     rootfs,
     config: { entrypoint: [], cmd: ['sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], workdir: '', user: '', ...config },

@@ -29,6 +29,9 @@ import {
   type ExecResult,
   type ExitResult,
   type Freezable,
+  type DriverCapabilities,
+  type TerminalExec,
+  type TtyExec,
   type TaskConfig,
   type TaskHandle,
   type TaskState,
@@ -113,14 +116,6 @@ export function netnsName(id: string): string {
   return `yun-${id.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 16)}-${hash}`;
 }
 
-/** An interactive exec session (see `OciDriver.execTty`). */
-export interface TtyExec {
-  stdin: Writable;
-  output: Readable;
-  resize(rows: number, cols: number): Promise<void>;
-  wait(): Promise<number>;
-  kill(): void;
-}
 
 /** Quote one word for /bin/sh. */
 function shQuote(s: string): string {
@@ -164,8 +159,9 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-export class OciDriver implements Driver, Freezable {
+export class OciDriver implements Driver, Freezable, TerminalExec {
   readonly name = 'oci';
+  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: true, pause: true, suspend: null, instances: false, console: false, image_kinds: ['container'], network_kinds: ['host', 'overlay'] };
   private readonly opts: OciDriverOptions;
   private readonly runcRoot: string;
   private readonly cgroupRoot: string;
