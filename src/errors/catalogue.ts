@@ -38,6 +38,7 @@ export const catalogue = {
   YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
   YUN_SUBNET_CONFLICT: { status: 409, title: 'Subnet overlaps another network', hint: 'Choose a subnet that overlaps no other network (`yun network ls` shows theirs), or leave --subnet out to get a free one.' },
   YUN_NETWORK_NOT_ATTACHABLE: { status: 409, title: 'Network not attachable', hint: 'Only services may join this network; create one with `yun network create --attachable NAME` for one-off tasks, or debug from a task of a service on it (`yun task exec`).' },
+  YUN_INVALID_STATE: { status: 409, title: 'Not allowed in this state', hint: 'Wait for the action in progress to finish (`yun server show`), or bring the server into one of the states named (e.g. `yun server start`).' },
   YUN_WATCH_EXPIRED: { status: 410, title: 'Revision no longer available', hint: 'List again and watch from the revision that list returned.' },
   YUN_URI_TOO_LONG: { status: 414, title: 'URL too long', hint: 'Ids and names are at most a few hundred characters; check the URL.' },
   YUN_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', hint: 'Send the body as Content-Type: application/json.' },
@@ -50,6 +51,10 @@ export const catalogue = {
   YUN_IMAGE_INVALID: { status: 422, title: 'Invalid image', hint: 'Check how the archive was made (`docker save IMAGE -o FILE`, `skopeo copy … oci:DIR:TAG` or `oci-archive:FILE`) and that it was copied completely.' },
   YUN_DIGEST_MISMATCH: { status: 422, title: 'Digest mismatch', hint: 'The content is corrupt or was tampered with: get the image again from a trusted source; never edit an image\'s files by hand.' },
   YUN_UNSAFE_LAYER: { status: 422, title: 'Unsafe image layer', hint: 'The layer would write outside the image\'s root file system, through a link, or create a device node: do not run this image; rebuild it from a trusted source.' },
+  // Servers: refusals at create, and the codes of a server's `fault` (ERROR).
+  YUN_FLAVOR_TOO_SMALL: { status: 400, title: 'Flavor too small for the image', hint: 'Choose a flavor with at least the disk and RAM the image needs (`yun flavor ls`), or an image that fits the flavor.' },
+  YUN_NO_VALID_HOST: { status: 503, title: 'No node can host the server', hint: 'The detail names each filter and how many nodes it ruled out: free resources, add a node, or choose a smaller flavor or another driver; then delete the server and create it again.' },
+  YUN_BUILD_FAILED: { status: 500, title: 'The server could not be built or booted', hint: 'The detail has the driver\'s own error; fix its cause (see `yun doctor` for the node), then `yun server rebuild` or delete and create it again.' },
   // Errors the CLI reports without a server round trip.
   YUN_DATA_DIR_LOCKED: { status: 409, title: 'Data directory in use', hint: 'Another `yun up` is running on this data directory: stop it, or use another --data-dir.' },
   YUN_CONFIG_INVALID: { status: 400, title: 'Invalid configuration', hint: 'Fix the named option or environment variable.' },
