@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import type { Driver, TtyExec } from '../drivers/driver.js';
 import type { AgentMessage, Channel, LogLine, ManagerMessage, NodeDescription } from '../dispatcher/protocol.js';
 import { isTerminal, type TaskData, type TaskStatus } from '../services/task.js';
-import { TaskStore, type TaskRecord } from './persist.js';
+import { RecordStore, TaskStore, type ServerRecord, type TaskRecord } from './persist.js';
+import { newServerRecord, ServerRunner, type ServerHost } from './server-runner.js';
+import type { ServerReport } from '../servers/server.js';
 import { PortAllocator } from './ports.js';
 import { TaskRunner, type RunnerHost } from './task-runner.js';
 import type { NodeImages } from './images.js';
@@ -35,6 +37,9 @@ export interface AgentOptions {
  */
 export class Agent {
   private runners = new Map<string, TaskRunner>();
+  private servers = new Map<string, ServerRunner>();
+  private pendingServers = new Map<string, ServerReport>();
+  private readonly serverHost: ServerHost;
   private channel?: Channel<AgentMessage, ManagerMessage>;
   private heartbeat?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
@@ -71,6 +76,23 @@ export class Agent {
       report: (id, status) => this.queueStatus(id, status),
       forget: (id) => { this.runners.delete(id); this.pending.delete(id); },
     };
+    this.serverHost = {
+      drivers,
+      store: new RecordStore<ServerRecord>(join(opts.dataDir, 'servers'), 'server.json'),
+      log: opts.log.child({ component: 'servers' }),
+      cgroupParent: `yunstack/${opts.nodeId}`,
+      images: opts.images,
+      overlay: this.dataplane.overlay,
+      report: (id, report) => {
+        this.pendingServers.set(id, report);
+        if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 15);
+      },
+      forget: (id) => { this.servers.delete(id); this.pendingServers.delete(id); },
+    };
+  }
+
+  get serverRunners(): ServerRunner[] {
+    return [...this.servers.values()];
   }
 
   get tasks(): TaskRunner[] {
@@ -85,6 +107,11 @@ export class Agent {
       this.runners.set(rec.id, runner);
       await runner.reattach();
       if (!rec.reported) this.pending.set(rec.id, rec.status);
+    }
+    for (const rec of this.serverHost.store.loadAll()) {
+      const runner = new ServerRunner(this.serverHost, rec);
+      this.servers.set(rec.id, runner);
+      await runner.reattach();
     }
     void this.connectLoop();
   }
@@ -136,8 +163,11 @@ export class Agent {
       ch.onMessage((m) => this.onMessage(ch, m));
       void Promise.all([this.opts.description(), this.dataplane.describe()]).then(([description, dp]) => {
         const tasks = [...this.runners.values()].map((r) => ({ task_id: r.id, status: r.record.status }));
+        const servers = [...this.servers.values()].map((r) => ({ server_id: r.id, report: r.record.report }));
         this.pending.clear(); // the hello carries every status as of now
-        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, ...dp, dataplane_port: this.dataplane.tunnelPort }, tasks });
+        this.pendingServers.clear();
+        const missing = { ...dp.missing_features, ...(description.missing_features ?? {}) };
+        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, ...dp, missing_features: missing, dataplane_port: this.dataplane.tunnelPort }, tasks, servers });
       });
     });
   }
@@ -166,6 +196,24 @@ export class Agent {
       case 'task_removed':
         this.runners.get(m.id)?.remove();
         return;
+      case 'servers': {
+        const ids = new Set(m.servers.map((x) => x.id));
+        for (const x of m.servers) this.onServer(x);
+        for (const r of [...this.servers.values()]) if (!ids.has(r.id)) r.remove();
+        return;
+      }
+      case 'server':
+        this.onServer(m.server);
+        return;
+      case 'server_removed':
+        this.servers.get(m.id)?.remove();
+        return;
+      case 'call':
+        void this.answer(m.method, m.params).then(
+          (result) => ch.send({ type: 'call_result', req_id: m.req_id, result }),
+          (e) => ch.send({ type: 'call_result', req_id: m.req_id, error: (e as Error).message }),
+        );
+        return;
       case 'logs_request':
         this.serveLogs(ch, m.req_id, m.task_ids, m.tail, m.since, m.follow);
         return;
@@ -183,9 +231,11 @@ export class Agent {
         return;
       }
       case 'tty_start': {
-        const r = this.runners.get(m.task_id);
-        if (!r) { ch.send({ type: 'tty_exit', req_id: m.req_id, exit_code: -1, error: `task ${m.task_id} is not on this node` }); return; }
-        r.execTty(m.command, { rows: m.rows, cols: m.cols }).then((tty) => {
+        const opening = m.console
+          ? this.servers.get(m.task_id)?.console()
+          : this.runners.get(m.task_id)?.execTty(m.command, { rows: m.rows, cols: m.cols });
+        if (!opening) { ch.send({ type: 'tty_exit', req_id: m.req_id, exit_code: -1, error: `${m.console ? 'server' : 'task'} ${m.task_id} is not on this node` }); return; }
+        opening.then((tty) => {
           this.ttys.set(m.req_id, tty);
           tty.output.on('data', (b: Buffer) => ch.send({ type: 'tty_output', req_id: m.req_id, data: b.toString('base64') }));
           void tty.wait().then((code) => {
@@ -241,6 +291,28 @@ export class Agent {
     r.update(data);
   }
 
+  private onServer(x: import('../dispatcher/protocol.js').AssignedServer): void {
+    let r = this.servers.get(x.id);
+    if (!r) {
+      r = new ServerRunner(this.serverHost, newServerRecord(x));
+      this.servers.set(x.id, r);
+    }
+    r.update(x);
+  }
+
+  /** Answers to the manager's questions (`call`). */
+  private async answer(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+    switch (method) {
+      case 'console_log': {
+        const r = this.servers.get(String(params.server_id));
+        if (!r) throw new Error(`server ${String(params.server_id)} is not on this node`);
+        return { output: await r.consoleLog(Number(params.tail_bytes ?? 1024 * 1024)) };
+      }
+      default:
+        throw new Error(`this agent does not know the call ${method} (is it older than its manager?)`);
+    }
+  }
+
   private queueStatus(id: string, status: TaskStatus): void {
     this.pending.set(id, status);
     if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 15);
@@ -251,7 +323,13 @@ export class Agent {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     const ch = this.channel;
-    if (!ch?.open || !this.welcomed || this.pending.size === 0) return;
+    if (!ch?.open || !this.welcomed) return;
+    if (this.pendingServers.size > 0) {
+      const updates = [...this.pendingServers.entries()].map(([server_id, report]) => ({ server_id, report }));
+      this.pendingServers.clear();
+      ch.send({ type: 'server_status', updates });
+    }
+    if (this.pending.size === 0) return;
     const updates = [...this.pending.entries()].map(([task_id, status]) => ({ task_id, status }));
     this.pending.clear();
     ch.send({ type: 'status', updates });

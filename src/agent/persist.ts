@@ -2,6 +2,9 @@ import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import type { TaskHandle } from '../drivers/driver.js';
 import type { TaskData, TaskStatus } from '../services/task.js';
+import type { AssignedServer } from '../dispatcher/protocol.js';
+import type { LocalInstance } from '../servers/plan.js';
+import type { ServerReport } from '../servers/server.js';
 
 /** What the agent keeps on disk per task, so a restarted agent reattaches instead of restarting. */
 export interface TaskRecord {
@@ -14,8 +17,26 @@ export interface TaskRecord {
   reported: boolean;
 }
 
-export class TaskStore {
-  constructor(readonly root: string) {
+/** What the agent keeps on disk per server: the server as last assigned, its instance and what was reported. */
+export interface ServerRecord {
+  id: string;
+  server: AssignedServer;
+  driver: string | null;
+  handle: TaskHandle | null;
+  local: LocalInstance;
+  /** The last desired generation carried out completely. */
+  done_generation: number;
+  /** A step failed for this generation: not retried until the server is asked something new. */
+  failed_generation: number;
+  report: ServerReport;
+}
+
+/**
+ * Records of one kind, one directory each (`ROOT/<id>/<file>`), written atomically (temp file +
+ * rename). The directory also holds what the driver keeps for the task or server (logs, disks).
+ */
+export class RecordStore<T extends { id: string }> {
+  constructor(readonly root: string, private readonly file: string) {
     mkdirSync(root, { recursive: true, mode: 0o700 });
   }
 
@@ -23,27 +44,33 @@ export class TaskStore {
     return join(this.root, id);
   }
 
-  save(r: TaskRecord): void {
+  save(r: T): void {
     const dir = this.dir(r.id);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const p = join(dir, 'task.json');
+    const p = join(dir, this.file);
     writeFileSync(`${p}.tmp`, JSON.stringify(r));
     renameSync(`${p}.tmp`, p);
   }
 
-  loadAll(): TaskRecord[] {
-    const out: TaskRecord[] = [];
+  loadAll(): T[] {
+    const out: T[] = [];
     let entries: string[] = [];
     try { entries = readdirSync(this.root); } catch { return out; }
     for (const id of entries) {
       try {
-        out.push(JSON.parse(readFileSync(join(this.root, id, 'task.json'), 'utf8')) as TaskRecord);
-      } catch { /* a task dir without a record: left from a crash before the first save */ }
+        out.push(JSON.parse(readFileSync(join(this.root, id, this.file), 'utf8')) as T);
+      } catch { /* a dir without a record: left from a crash before the first save */ }
     }
     return out;
   }
 
   remove(id: string): void {
     rmSync(this.dir(id), { recursive: true, force: true });
+  }
+}
+
+export class TaskStore extends RecordStore<TaskRecord> {
+  constructor(root: string) {
+    super(root, 'task.json');
   }
 }

@@ -55,7 +55,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     const agent = new Agent({
       dataDir: dir,
       nodeId: id.node_id,
-      description: () => describeNode(opts.advertiseAddr, drivers, opts.resources),
+      description: () => describeNode(opts.advertiseAddr, drivers, opts.resources, dir),
       drivers,
       log,
       images: new NodeImages(new ImageStore(join(dir, 'images')), managerBlobFetcher(id.manager_url, { ca: id.ca_pem, cert: id.cert_pem, key: id.key_pem })),

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { Change, Store } from '../store/store.js';
 import type { ServiceData } from '../services/spec.js';
 import type { TaskData } from '../services/task.js';
-import { computeEndpoint, type Endpoint, type EndpointNode } from './endpoints.js';
+import { computeEndpoint, serverEndpoint, type Endpoint, type EndpointNode } from './endpoints.js';
+import type { ServerData } from '../servers/server.js';
 
 export interface DataplaneNode extends EndpointNode {
   vip_octet: number;
@@ -54,6 +55,7 @@ export class DataplaneController {
     await this.loadNodes();
     await this.loadNetworks();
     for (const s of (await this.store.list('service', { limit: 100000 })).items) this.dirty.add(s.id);
+    for (const s of (await this.store.list('server', { limit: 100000 })).items) this.dirty.add(s.id);
     await this.flush();
     this.unwatch = await this.store.watch(rev, (cs) => this.onChanges(cs));
   }
@@ -70,7 +72,7 @@ export class DataplaneController {
 
   private onChanges(changes: Change[]): void {
     for (const c of changes) {
-      if (c.kind === 'service') this.dirty.add(c.id);
+      if (c.kind === 'service' || c.kind === 'server') this.dirty.add(c.id);
       else if (c.kind === 'task') this.dirty.add((c.object.data as TaskData).service_id);
       else if (c.kind === 'node') this.nodesDirty = true;
       else if (c.kind === 'network') this.networksDirty = true;
@@ -120,19 +122,28 @@ export class DataplaneController {
     const upsert: Endpoint[] = [];
     const remove: string[] = [];
     const projectNames = new Map<string, string>();
+    const projectName = async (projectId: string) => {
+      let pname = projectNames.get(projectId);
+      if (!pname) {
+        pname = (await this.store.get('project', projectId))?.name ?? projectId;
+        projectNames.set(projectId, pname);
+      }
+      return pname;
+    };
     for (const id of ids) {
       const svc = await this.store.get('service', id);
-      if (!svc) {
+      const server = svc ? undefined : await this.store.get('server', id);
+      if (!svc && !server) {
         if (this.endpoints.delete(id)) remove.push(id);
         continue;
       }
-      let pname = projectNames.get(svc.project_id);
-      if (!pname) {
-        pname = (await this.store.get('project', svc.project_id))?.name ?? svc.project_id;
-        projectNames.set(svc.project_id, pname);
+      let ep: Endpoint;
+      if (server) {
+        ep = serverEndpoint({ id: server.id, name: server.name, project_id: server.project_id, data: server.data as ServerData }, await projectName(server.project_id), nodeMap);
+      } else {
+        const tasks = (await this.store.list('task', { limit: 100000, filters: [{ field: 'service_id', op: 'eq', value: id }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
+        ep = computeEndpoint({ id: svc!.id, name: svc!.name, project_id: svc!.project_id, data: svc!.data as ServiceData }, await projectName(svc!.project_id), tasks.map((t) => ({ id: t.id, data: t.data as TaskData })), nodeMap);
       }
-      const tasks = (await this.store.list('task', { limit: 100000, filters: [{ field: 'service_id', op: 'eq', value: id }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
-      const ep = computeEndpoint({ id: svc.id, name: svc.name, project_id: svc.project_id, data: svc.data as ServiceData }, pname, tasks.map((t) => ({ id: t.id, data: t.data as TaskData })), nodeMap);
       const prev = this.endpoints.get(id);
       if (prev && JSON.stringify(prev) === JSON.stringify(ep)) continue;
       this.endpoints.set(id, ep);

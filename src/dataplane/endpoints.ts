@@ -1,5 +1,6 @@
 import type { PortConfig, ServiceData } from '../services/spec.js';
 import type { TaskData } from '../services/task.js';
+import type { ServerData } from '../servers/server.js';
 
 /**
  * What the data plane of every node needs to know about a service: how it is reached (VIP or DNS
@@ -77,6 +78,21 @@ export function computeEndpoint(
           ports: (t.data.status.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: p.protocol, target: p.target, host_port: onNet ? p.target : p.host_port })),
         };
       }),
+  };
+}
+
+/**
+ * A server in the data plane: a name in its project's DNS (and on each of its networks) for its
+ * address, answered while it runs — a DNS round-robin "service" of one, with no ports.
+ */
+export function serverEndpoint(server: { id: string; name: string; project_id: string; data: ServerData }, projectName: string, nodes: Map<string, EndpointNode>): Endpoint {
+  const d = server.data;
+  const nets = d.networks.filter((n) => n.address).map((n) => ({ network_id: n.id, address: n.address! }));
+  const node = d.node_id ? nodes.get(d.node_id) : undefined;
+  return {
+    service_id: server.id, service: server.name, project_id: server.project_id, project: projectName,
+    mode: 'dnsrr', vip_index: null, network_vips: {}, networks: d.networks.map((n) => n.id), ports: [],
+    tasks: nets.length && d.node_id ? [{ task_id: server.id, node_id: d.node_id, address: nets[0]!.address, networks: nets, healthy: d.power_state === 'running' && (node?.ready ?? false), ports: [] }] : [],
   };
 }
 

@@ -5,7 +5,9 @@ import type { Membership, NodeRole } from '../manager/membership.js';
 import type { Change, Op, Store } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import { isTerminal, stateRank, type TaskData, type TaskStatus } from '../services/task.js';
-import type { AgentMessage, Channel, LogLine, ManagerMessage } from './protocol.js';
+import type { AgentMessage, AssignedServer, Channel, LogLine, ManagerMessage } from './protocol.js';
+import { applyReport } from '../servers/states.js';
+import type { ServerData, ServerReport } from '../servers/server.js';
 
 export interface DispatcherOptions {
   /** How often agents send a heartbeat. */
@@ -19,6 +21,13 @@ export interface DispatcherOptions {
 export const RECONNECT_GRACE_MS = 4000;
 
 export const DEFAULT_DISPATCHER: DispatcherOptions = { heartbeatMs: 1000, downAfterMs: 4000 };
+
+/** An interactive terminal through an agent (exec -it, a server console). */
+export interface TtySession {
+  input(b: Buffer): void;
+  resize(rows: number, cols: number): void;
+  close(): void;
+}
 
 interface Session {
   nodeId: string;
@@ -45,6 +54,7 @@ export class Dispatcher {
   private ttys = new Map<string, { nodeId: string; onOutput(b: Buffer): void; onExit(code: number, error?: string): void }>();
   private doctors = new Map<string, (checks: import('../doctor/checks.js').CheckResult[]) => void>();
   private execs = new Map<string, (r: { exit_code: number; stdout: string; stderr: string; error?: string }) => void>();
+  private calls = new Map<string, { resolve: (r: Record<string, unknown>) => void; reject: (e: Error) => void; nodeId: string }>();
   private readonly startedAt: number;
   private readyHooks: ((nodeId: string, send: (m: ManagerMessage) => void) => void)[] = [];
 
@@ -101,6 +111,7 @@ export class Dispatcher {
       this.log.info({ node_id: nodeId, why }, 'agent session closed');
       for (const [id, s] of this.logStreams) if (s.pending.has(nodeId)) this.endLogs(id, nodeId, 'the node\'s agent disconnected');
       for (const [id, t] of this.ttys) if (t.nodeId === nodeId) { this.ttys.delete(id); t.onExit(-1, 'the node\'s agent disconnected'); }
+      for (const [id, c] of this.calls) if (c.nodeId === nodeId) { this.calls.delete(id); c.reject(new YunError('YUN_UNAVAILABLE', `The agent of node ${nodeId} disconnected before it answered`)); }
     });
   }
 
@@ -123,6 +134,9 @@ export class Dispatcher {
         await this.applyStatus(s, m.tasks);
         const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
         s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
+        await this.applyServerReports(s, m.servers ?? []);
+        const servers = (await this.store.list('server', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
+        s.channel.send({ type: 'servers', servers: servers.map(assigned) });
         s.ready = true;
         for (const f of this.readyHooks) f(s.nodeId, (msg) => s.channel.send(msg));
         this.log.info({ node_id: s.nodeId, tasks: tasks.length }, 'agent session ready');
@@ -154,6 +168,18 @@ export class Dispatcher {
         const r = this.doctors.get(m.req_id);
         this.doctors.delete(m.req_id);
         r?.(m.checks);
+        return;
+      }
+      case 'server_status':
+        this.membership.heartbeat(s.nodeId);
+        await this.applyServerReports(s, m.updates);
+        return;
+      case 'call_result': {
+        const c = this.calls.get(m.req_id);
+        this.calls.delete(m.req_id);
+        if (!c) return;
+        if (m.error !== undefined) c.reject(new YunError('YUN_UNAVAILABLE', m.error, { hint: '' }));
+        else c.resolve(m.result ?? {});
         return;
       }
       case 'exec_result': {
@@ -203,8 +229,39 @@ export class Dispatcher {
     }
   }
 
+  /** Apply servers' reports from their node (re-reading on a conflict); a server gone is removed there too. */
+  private async applyServerReports(s: Session, updates: { server_id: string; report: ServerReport }[]): Promise<void> {
+    const latest = new Map<string, ServerReport>();
+    for (const u of updates) latest.set(u.server_id, u.report);
+    for (const [id, report] of latest) {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const o = await this.store.get('server', id);
+        if (!o || (o.data as ServerData).node_id !== s.nodeId) {
+          s.channel.send({ type: 'server_removed', id });
+          break;
+        }
+        const next = applyReport(o.data as ServerData, report, this.clock.iso());
+        try {
+          if (next === 'delete') await this.store.delete({ kind: 'server', id, version: o.version });
+          else if (JSON.stringify(next) !== JSON.stringify(o.data)) await this.store.update({ kind: 'server', id, version: o.version, data: next });
+          break;
+        } catch (e) {
+          if (!(e instanceof YunError && (e.code === 'YUN_VERSION_CONFLICT' || e.code === 'YUN_NOT_FOUND'))) throw e;
+        }
+      }
+    }
+  }
+
   private onChanges(changes: Change[]): void {
     for (const c of changes) {
+      if (c.kind === 'server') {
+        const d = c.object.data as ServerData;
+        const s = d.node_id ? this.sessions.get(d.node_id) : undefined;
+        if (!s?.ready) continue;
+        if (c.type === 'delete') s.channel.send({ type: 'server_removed', id: c.id });
+        else s.channel.send({ type: 'server', server: assigned(c.object) });
+        continue;
+      }
       if (c.kind !== 'task') continue;
       const d = c.object.data as TaskData;
       if (!d.node_id) continue;
@@ -276,13 +333,13 @@ export class Dispatcher {
     s.finish?.();
   }
 
-  /** An interactive command with a terminal inside a task (`yun task exec -it`). */
-  openTty(nodeId: string, taskId: string, command: string[], size: { rows: number; cols: number }, onOutput: (b: Buffer) => void, onExit: (code: number, error?: string) => void): { input(b: Buffer): void; resize(rows: number, cols: number): void; close(): void } {
+  /** An interactive command with a terminal inside a task (`yun task exec -it`), or a server's console (`console`). */
+  openTty(nodeId: string, taskId: string, command: string[], size: { rows: number; cols: number }, onOutput: (b: Buffer) => void, onExit: (code: number, error?: string) => void, opts: { console?: boolean } = {}): TtySession {
     const s = this.sessions.get(nodeId);
-    if (!s?.ready) throw new YunError('YUN_UNAVAILABLE', `The task's node ${nodeId} is not connected`, { hint: 'Check `yun node ls`; retry when it is ready.' });
+    if (!s?.ready) throw new YunError('YUN_UNAVAILABLE', `Node ${nodeId} is not connected`, { hint: 'Check `yun node ls`; retry when it is ready.' });
     const reqId = randomUUID();
     this.ttys.set(reqId, { nodeId, onOutput, onExit });
-    s.channel.send({ type: 'tty_start', req_id: reqId, task_id: taskId, command, rows: size.rows, cols: size.cols });
+    s.channel.send({ type: 'tty_start', req_id: reqId, task_id: taskId, command, rows: size.rows, cols: size.cols, ...(opts.console ? { console: true } : {}) });
     return {
       input: (b) => s.channel.send({ type: 'tty_input', req_id: reqId, data: b.toString('base64') }),
       resize: (rows, cols) => s.channel.send({ type: 'tty_resize', req_id: reqId, rows, cols }),
@@ -307,6 +364,25 @@ export class Dispatcher {
     });
   }
 
+  /** Ask a node's agent something (`method` with `params`); rejects with the agent's error, or when it does not answer. */
+  async call(nodeId: string, method: string, params: Record<string, unknown>, timeoutMs = 15_000): Promise<Record<string, unknown>> {
+    const s = this.sessions.get(nodeId);
+    if (!s?.ready) throw new YunError('YUN_UNAVAILABLE', `Node ${nodeId} is not connected, so it cannot answer`, { hint: 'Check `yun node ls`; retry when the node is ready.' });
+    const reqId = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.calls.delete(reqId);
+        reject(new YunError('YUN_UNAVAILABLE', `Node ${nodeId} did not answer ${method} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.calls.set(reqId, {
+        nodeId,
+        resolve: (r) => { clearTimeout(timer); resolve(r); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+      s.channel.send({ type: 'call', req_id: reqId, method, params });
+    });
+  }
+
   /** Run a command inside a task on its node. */
   async exec(nodeId: string, taskId: string, command: string[], timeoutMs: number): Promise<{ exit_code: number; stdout: string; stderr: string; error?: string }> {
     const s = this.sessions.get(nodeId);
@@ -321,4 +397,8 @@ export class Dispatcher {
       s.channel.send({ type: 'exec_request', req_id: reqId, task_id: taskId, command, timeout_ms: timeoutMs });
     });
   }
+}
+
+function assigned(o: { id: string; name: string; project_id: string; data: Record<string, unknown> }): AssignedServer {
+  return { id: o.id, name: o.name, project_id: o.project_id, data: o.data as ServerData };
 }

@@ -5,6 +5,7 @@
 import type { TaskData, TaskStatus } from '../services/task.js';
 import type { DriverFingerprint } from '../drivers/driver.js';
 import type { CheckResult } from '../doctor/checks.js';
+import type { ServerData, ServerReport } from '../servers/server.js';
 
 export interface NodeDescription {
   hostname: string;
@@ -23,7 +24,9 @@ export interface NodeDescription {
 }
 
 export type AgentMessage =
-  | { type: 'hello'; node_id: string; description: NodeDescription; tasks: { task_id: string; status: TaskStatus }[] }
+  | { type: 'hello'; node_id: string; description: NodeDescription; tasks: { task_id: string; status: TaskStatus }[]; servers?: { server_id: string; report: ServerReport }[] }
+  | { type: 'server_status'; updates: { server_id: string; report: ServerReport }[] }
+  | { type: 'call_result'; req_id: string; result?: Record<string, unknown>; error?: string }
   | { type: 'heartbeat' }
   | { type: 'status'; updates: { task_id: string; status: TaskStatus }[] }
   | { type: 'logs_data'; req_id: string; lines: LogLine[] }
@@ -36,7 +39,7 @@ export type AgentMessage =
 export type ManagerMessage =
   | { type: 'welcome'; heartbeat_ms: number; node_id: string; manager_version: string; manager_time: number }
   | { type: 'doctor_request'; req_id: string; cluster_hosts: string[] }
-  | { type: 'tty_start'; req_id: string; task_id: string; command: string[]; rows: number; cols: number }
+  | { type: 'tty_start'; req_id: string; task_id: string; command: string[]; rows: number; cols: number; console?: boolean }
   | { type: 'tty_input'; req_id: string; data: string }
   | { type: 'tty_resize'; req_id: string; rows: number; cols: number }
   | { type: 'tty_close'; req_id: string }
@@ -44,10 +47,22 @@ export type ManagerMessage =
   | { type: 'assignments'; tasks: { id: string; data: TaskData }[] }
   | { type: 'task'; id: string; data: TaskData }
   | { type: 'task_removed'; id: string }
+  | { type: 'servers'; servers: AssignedServer[] }
+  | { type: 'server'; server: AssignedServer }
+  | { type: 'server_removed'; id: string }
+  | { type: 'call'; req_id: string; method: string; params: Record<string, unknown> }
   | { type: 'logs_request'; req_id: string; task_ids: string[]; tail: number | null; since: string | null; follow: boolean }
   | { type: 'logs_cancel'; req_id: string }
   | { type: 'exec_request'; req_id: string; task_id: string; command: string[]; timeout_ms: number }
   | { type: 'error'; code: string; detail: string };
+
+/** A server as its node gets it. */
+export interface AssignedServer {
+  id: string;
+  name: string;
+  project_id: string;
+  data: ServerData;
+}
 
 export interface LogLine {
   task_id: string;

@@ -46,6 +46,8 @@ export interface DriverFingerprint {
   attributes?: Record<string, string>;
   /** The driver's capabilities (filled in from `Driver.capabilities` by `fingerprintAll`). */
   capabilities?: DriverCapabilities;
+  /** Features the driver cannot offer on this node, with why (e.g. `kvm`): the scheduler keeps what needs them away. */
+  missing_features?: Record<string, string>;
 }
 
 export interface PortMapping {
@@ -105,8 +107,6 @@ export interface InstanceSpec {
   memory_bytes: number;
   /** Size of the root disk; a VM's disk is grown to it (never shrunk); 0 keeps the image's. */
   disk_bytes: number;
-  /** The guest's MAC address on its first network (VMs), stable for the server's life. */
-  mac?: string;
   /** What cloud-init's NoCloud seed carries: instance id, hostname, SSH keys, user data (base64). */
   seed: { instance_id: string; hostname: string; public_keys: string[]; user_data_b64?: string };
 }
@@ -123,6 +123,8 @@ export interface NetworkAttachment {
   mtu: number;
   /** DNS search domain of the network's project (`PROJECT.yun`). */
   search: string;
+  /** The MAC address the instance has on it (servers: stable for the server's life). */
+  mac?: string;
 }
 
 /** An image ready to run on this node. */

@@ -5,18 +5,23 @@ import { formatSize } from '../util/size.js';
 /**
  * Per-project quotas. A limit of -1 means unlimited. Usage is computed from the project's objects
  * (never stored separately, so it cannot drift): services counted; tasks, cpu and memory summed
- * from each service's `quota_usage`, which is its replicas times its reservations.
+ * from each service's `quota_usage`, which is its replicas times its reservations; instances,
+ * cores and ram (Nova's) summed from each server's `quota_usage` (its flavor).
  */
-export const QUOTA_KEYS = ['services', 'tasks', 'cpu', 'memory'] as const;
+export const QUOTA_KEYS = ['services', 'tasks', 'cpu', 'memory', 'instances', 'cores', 'ram'] as const;
 export type QuotaKey = (typeof QUOTA_KEYS)[number];
 
-export const QUOTA_UNITS: Record<QuotaKey, string> = { services: 'services', tasks: 'tasks', cpu: 'CPUs', memory: 'bytes' };
+export const QUOTA_UNITS: Record<QuotaKey, string> = { services: 'services', tasks: 'tasks', cpu: 'CPUs', memory: 'bytes', instances: 'servers', cores: 'vCPUs', ram: 'bytes' };
 
 export const DEFAULT_QUOTAS: Record<QuotaKey, number> = {
   services: 100,
   tasks: 1000,
   cpu: 64,
   memory: 256 * 1024 ** 3,
+  // Nova's defaults: 10 instances, 20 cores, 50 GiB of RAM.
+  instances: 10,
+  cores: 20,
+  ram: 50 * 1024 ** 3,
 };
 
 export type Quotas = Record<QuotaKey, number>;
@@ -27,16 +32,20 @@ export function projectQuotas(project: StoredObject): Quotas {
 
 export async function projectUsage(store: Store, projectId: string): Promise<Quotas> {
   const s = await store.usage('service', projectId, ['quota_usage.tasks', 'quota_usage.cpu', 'quota_usage.memory']);
+  const v = await store.usage('server', projectId, ['quota_usage.cores', 'quota_usage.ram']);
   return {
     services: s.count,
     tasks: s.sums['quota_usage.tasks'] ?? 0,
     cpu: Math.round((s.sums['quota_usage.cpu'] ?? 0) * 1000) / 1000,
     memory: s.sums['quota_usage.memory'] ?? 0,
+    instances: v.count,
+    cores: v.sums['quota_usage.cores'] ?? 0,
+    ram: v.sums['quota_usage.ram'] ?? 0,
   };
 }
 
 function show(key: QuotaKey, v: number): string {
-  return key === 'memory' ? formatSize(v) : String(v);
+  return key === 'memory' || key === 'ram' ? formatSize(v) : String(v);
 }
 
 /**

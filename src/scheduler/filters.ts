@@ -1,6 +1,6 @@
 import { formatSize } from '../util/size.js';
 import { satisfies } from './constraints.js';
-import type { SchedNode, SchedTask } from './types.js';
+import { cpuNeed, DEFAULT_CPU_RATIO, DEFAULT_RAM_RATIO, memoryNeed, type SchedNode, type SchedTask } from './types.js';
 
 /**
  * A filter rejects nodes a task cannot run on, and explains how many it rejected and why.
@@ -51,14 +51,24 @@ export function constraintFilter(index: number): Filter {
 
 export const cpuFilter: Filter = {
   name: 'cpu', kind: 'dynamic',
-  check: (t, n) => t.reserveCpu === 0 || n.cpus - n.reservedCpu + 1e-9 >= t.reserveCpu,
-  explain: (c, t) => `insufficient CPU on ${nodes(c)} (needs ${t.reserveCpu})`,
+  check: (t, n) => (t.reserveCpu === 0 && !t.reserveVcpus) || n.cpus - n.reservedCpu + 1e-9 >= cpuNeed(t, n),
+  explain: (c, t) => t.reserveVcpus
+    ? `insufficient CPU on ${nodes(c)} (needs ${t.reserveVcpus} vCPU${t.reserveVcpus === 1 ? '' : 's'}; a node offers ${DEFAULT_CPU_RATIO} vCPUs per CPU unless its allocation ratio says otherwise)`
+    : `insufficient CPU on ${nodes(c)} (needs ${t.reserveCpu})`,
 };
 
 export const memoryFilter: Filter = {
   name: 'memory', kind: 'dynamic',
-  check: (t, n) => t.reserveMemory === 0 || n.memoryBytes - n.reservedMemory >= t.reserveMemory,
-  explain: (c, t) => `insufficient memory on ${nodes(c)} (needs ${formatSize(t.reserveMemory)})`,
+  check: (t, n) => (t.reserveMemory === 0 && !t.reserveRam) || n.memoryBytes - n.reservedMemory >= memoryNeed(t, n),
+  explain: (c, t) => t.reserveRam
+    ? `insufficient memory on ${nodes(c)} (needs ${formatSize(t.reserveRam)} of RAM; a node offers ${DEFAULT_RAM_RATIO}× its memory unless its allocation ratio says otherwise)`
+    : `insufficient memory on ${nodes(c)} (needs ${formatSize(t.reserveMemory)})`,
+};
+
+export const diskFilter: Filter = {
+  name: 'disk', kind: 'dynamic',
+  check: (t, n) => !t.reserveDisk || (n.diskBytes ?? 0) - (n.reservedDisk ?? 0) >= t.reserveDisk,
+  explain: (c, t) => `insufficient disk on ${nodes(c)} (needs ${formatSize(t.reserveDisk ?? 0)})`,
 };
 
 export const hostPortFilter: Filter = {
@@ -77,6 +87,6 @@ export function filtersFor(t: SchedTask): Filter[] {
   return [
     readyFilter, pinnedFilter, driverFilter, featureFilter,
     ...t.constraints.map((_c, i) => constraintFilter(i)),
-    cpuFilter, memoryFilter, hostPortFilter, maxReplicasFilter,
+    cpuFilter, memoryFilter, diskFilter, hostPortFilter, maxReplicasFilter,
   ];
 }

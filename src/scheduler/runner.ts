@@ -4,11 +4,15 @@ import type { Change, Op, Store, StoredObject } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import { isActive, type TaskData } from '../services/task.js';
 import { freeSlice, freeTaskAddress, nodeSliceCount, parseCidr } from '../network/ipam.js';
-import type { NetworkData } from '../manager/routes/networks.js';
+import type { NetworkData } from '../network/network.js';
 import type { TaskTemplate } from '../services/spec.js';
 import { parseConstraint } from './constraints.js';
-import { schedule } from './scheduler.js';
-import type { Constraint, SchedNode, SchedTask } from './types.js';
+import { explain, schedule } from './scheduler.js';
+import { filtersFor } from './filters.js';
+import { DEFAULT_CPU_RATIO, DEFAULT_RAM_RATIO, cpuNeed, memoryNeed, type Constraint, type SchedNode, type SchedTask } from './types.js';
+import { reservedDiskBytes, type FlavorSnapshot } from '../servers/flavor.js';
+import { failServer } from '../servers/states.js';
+import type { ServerData } from '../servers/server.js';
 
 /** The drivers a task may use: its own, or (no driver given) oci/docker for an image, process otherwise. */
 export function candidateDrivers(spec: TaskTemplate): string[] {
@@ -40,10 +44,27 @@ export function toSchedNode(n: StoredObject): SchedNode {
   return {
     id: n.id, name: n.name, role: d.role, labels: d.labels ?? {}, ready: d.status === 'ready', availability: d.availability,
     drivers, missingFeatures: new Map(Object.entries((d.missing_features ?? {}) as Record<string, string>)),
-    cpus: d.resources?.cpus ?? 0, memoryBytes: d.resources?.memory_bytes ?? 0,
-    reservedCpu: 0, reservedMemory: 0, hostPorts: new Set(), serviceTasks: new Map(), totalTasks: 0,
+    cpus: d.resources?.cpus ?? 0, memoryBytes: d.resources?.memory_bytes ?? 0, diskBytes: d.resources?.disk_bytes ?? 0,
+    cpuRatio: d.allocation_ratios?.cpu ?? DEFAULT_CPU_RATIO, ramRatio: d.allocation_ratios?.ram ?? DEFAULT_RAM_RATIO,
+    reservedCpu: 0, reservedMemory: 0, reservedDisk: 0, hostPorts: new Set(), serviceTasks: new Map(), totalTasks: 0,
   };
 }
+
+const MiB = 1024 ** 2;
+
+/** A server as the scheduler sees it: its flavor's vCPUs, RAM and disk, its driver, KVM when its flavor asks. */
+export function serverSchedTask(id: string, d: ServerData, flavor: FlavorSnapshot = d.flavor): SchedTask {
+  return {
+    id, serviceId: `server:${id}`, groupKey: `server:${id}`, drivers: [d.driver], constraints: [], spreadOver: [],
+    reserveCpu: 0, reserveMemory: 0, reserveVcpus: flavor.vcpus, reserveRam: flavor.ram_mb * MiB,
+    reserveDisk: Math.max(reservedDiskBytes(flavor), d.image.min_disk_bytes),
+    hostPorts: [], maxReplicasPerNode: 0,
+    requiredFeatures: [...(d.networks.length ? ['overlay'] : []), ...(flavor.properties['hw:accel'] === 'kvm' ? ['kvm'] : [])],
+  };
+}
+
+/** Is the server holding resources on its node? Every placed server does, stopped ones too (as Nova's claims). */
+const holdsNode = (d: ServerData) => d.node_id !== null;
 
 /**
  * Places pending tasks whenever something that could change a placement happens: a task becomes
@@ -74,6 +95,12 @@ export class SchedulerRunner {
   private onChanges(changes: Change[]): void {
     for (const c of changes) {
       if (c.kind === 'node') return this.kick();
+      if (c.kind === 'server') {
+        const d = c.object.data as ServerData;
+        // A server to place, or one that frees what it held.
+        if (c.type === 'delete' || (d.task_state === 'scheduling' && d.node_id === null)) return this.kick();
+        continue;
+      }
       if (c.kind !== 'task') continue;
       const d = c.object.data as TaskData;
       // New pending work, or resources freed up.
@@ -116,16 +143,17 @@ export class SchedulerRunner {
     }
   }
 
-  private async passOnce(): Promise<void> {
-    const pending = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'status.state', op: 'eq', value: 'pending' }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
-    if (pending.length === 0) return;
-    const nodeObjs = (await this.store.list('node', { limit: 100000 })).items;
-    const nodes = nodeObjs.map(toSchedNode);
+  /** Nodes with what running tasks and placed servers reserve on them; addresses in use per network. */
+  private async snapshot(): Promise<{ nodes: SchedNode[]; byId: Map<string, SchedNode>; used: Map<string, Set<string>> }> {
+    const nodes = (await this.store.list('node', { limit: 100000 })).items.map(toSchedNode);
     const byId = new Map(nodes.map((n) => [n.id, n]));
+    const used = new Map<string, Set<string>>();
+    const use = (net: string, address: string | null) => { if (address) (used.get(net) ?? used.set(net, new Set()).get(net)!).add(address); };
     const active = (await this.store.list('task', { limit: 10_000_000, filters: [{ field: 'node_id', op: 'exists' }] })).items;
     for (const t of active) {
       const d = t.data as TaskData;
       if (!isActive(d)) continue;
+      for (const n of d.networks ?? []) use(n.id, n.address);
       const n = byId.get(d.node_id!);
       if (!n) continue;
       n.reservedCpu += d.spec.resources.reservations.cpu;
@@ -134,26 +162,84 @@ export class SchedulerRunner {
       n.serviceTasks.set(d.service_id, (n.serviceTasks.get(d.service_id) ?? 0) + 1);
       n.totalTasks += 1;
     }
+    for (const o of (await this.store.list('server', { limit: 10_000_000, filters: [{ field: 'node_id', op: 'exists' }] })).items) {
+      const d = o.data as ServerData;
+      for (const net of d.networks) use(net.id, net.address);
+      const n = holdsNode(d) ? byId.get(d.node_id!) : undefined;
+      if (!n) continue;
+      const t = serverSchedTask(o.id, d);
+      n.reservedCpu += cpuNeed(t, n);
+      n.reservedMemory += memoryNeed(t, n);
+      n.reservedDisk = (n.reservedDisk ?? 0) + (t.reserveDisk ?? 0);
+      n.totalTasks += 1;
+    }
+    return { nodes, byId, used };
+  }
+
+  /**
+   * Can a server be resized to `flavor` on its own node (what it holds now given back)? Throws
+   * YUN_NO_VALID_HOST naming what does not fit.
+   */
+  async checkResize(serverId: string, d: ServerData, flavor: FlavorSnapshot): Promise<void> {
+    const { byId } = await this.snapshot();
+    const n = d.node_id ? byId.get(d.node_id) : undefined;
+    if (!n) throw new YunError('YUN_NO_VALID_HOST', `The node of the server (${d.node_id ?? 'none'}) is no longer in the cluster, so it cannot be resized there`);
+    const cur = serverSchedTask(serverId, d);
+    n.reservedCpu -= cpuNeed(cur, n);
+    n.reservedMemory -= memoryNeed(cur, n);
+    n.reservedDisk = (n.reservedDisk ?? 0) - (cur.reserveDisk ?? 0);
+    const want = serverSchedTask(serverId, d, flavor);
+    const filters = filtersFor(want).filter((f) => f.kind === 'dynamic' || f.name === 'features');
+    if (!filters.every((f) => f.check(want, n))) {
+      throw new YunError('YUN_NO_VALID_HOST', `Flavor ${flavor.name} does not fit on the server's node ${n.name}: ${explain(want, [n], filters).replace(/^no suitable node \((.*)\)$/, '$1')}`, { hint: 'Free resources on that node (or stop other servers there), or choose a smaller flavor.' });
+    }
+  }
+
+  private async passOnce(): Promise<void> {
+    const pending = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'status.state', op: 'eq', value: 'pending' }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
+    const waiting = (await this.store.list('server', { limit: 1_000_000, filters: [{ field: 'task_state', op: 'eq', value: 'scheduling' }, { field: 'node_id', op: 'eq', value: null }] })).items
+      .filter((o) => !(o.data as ServerData).desired.deleting);
+    if (pending.length === 0 && waiting.length === 0) return;
+    const { nodes, byId, used } = await this.snapshot();
     pending.sort((a, b) => a.created_at.localeCompare(b.created_at));
-    const result = schedule(pending.map((t) => toSchedTask(t.id, t.data as TaskData)), nodes);
-    const byTask = new Map(pending.map((t) => [t.id, t]));
+    waiting.sort((a, b) => a.created_at.localeCompare(b.created_at));
+    const result = schedule([
+      ...waiting.map((o) => serverSchedTask(o.id, o.data as ServerData)),
+      ...pending.map((t) => toSchedTask(t.id, t.data as TaskData)),
+    ], nodes);
+    const byTask = new Map([...pending, ...waiting].map((t) => [t.id, t]));
     const iso = this.clock.iso();
     const ops: Op[] = [];
-    const addressing = await this.addresses(result.placements.map((p) => ({ task: byTask.get(p.taskId)!, nodeId: p.nodeId })), active);
+    const addressing = await this.addresses(result.placements.map((p) => {
+      const o = byTask.get(p.taskId)!;
+      return { id: o.id, nodeId: p.nodeId, networks: o.kind === 'server' ? (o.data as ServerData).networks : (o.data as TaskData).networks ?? [] };
+    }), used);
     if (addressing.conflict) this.again = true;
     for (const p of result.placements) {
       const t = byTask.get(p.taskId)!;
-      const d = t.data as TaskData;
-      const nets = addressing.tasks.get(t.id);
+      const nets = addressing.items.get(t.id);
       if (nets === null) continue; // its network's update conflicted: next pass
       if (typeof nets === 'string') {
         result.unplaced.push({ taskId: t.id, reason: nets });
         continue;
       }
-      ops.push({ op: 'update', kind: 'task', id: t.id, version: t.version, data: { ...d, ...(nets ? { networks: nets } : {}), node_id: p.nodeId, status: { ...d.status, state: 'assigned', message: `assigned to node ${byId.get(p.nodeId)?.name ?? p.nodeId}`, timestamp: iso } } });
+      const node = byId.get(p.nodeId)?.name ?? p.nodeId;
+      if (t.kind === 'server') {
+        const d = t.data as ServerData;
+        const networks = d.networks.map((n) => ({ ...n, address: nets?.find((x) => x.id === n.id)?.address ?? n.address }));
+        ops.push({ op: 'update', kind: 'server', id: t.id, version: t.version, data: { ...d, networks, node_id: p.nodeId, task_state: 'spawning', message: `placed on node ${node}` } });
+        continue;
+      }
+      const d = t.data as TaskData;
+      ops.push({ op: 'update', kind: 'task', id: t.id, version: t.version, data: { ...d, ...(nets ? { networks: nets } : {}), node_id: p.nodeId, status: { ...d.status, state: 'assigned', message: `assigned to node ${node}`, timestamp: iso } } });
     }
     for (const u of result.unplaced) {
       const t = byTask.get(u.taskId)!;
+      if (t.kind === 'server') {
+        // As Nova: a server no node can take is ERROR at once, with every filter's count in its fault.
+        ops.push({ op: 'update', kind: 'server', id: t.id, version: t.version, data: failServer(t.data as ServerData, { code: 'YUN_NO_VALID_HOST', message: 'No valid host was found', details: u.reason }, iso) });
+        continue;
+      }
       const d = t.data as TaskData;
       if (d.status.message === u.reason) continue;
       ops.push({ op: 'update', kind: 'task', id: t.id, version: t.version, data: { ...d, status: { ...d.status, message: u.reason, timestamp: iso } } });
@@ -173,26 +259,20 @@ export class SchedulerRunner {
   }
 
   /**
-   * Overlay addresses for placed tasks: the node's slice of each network (allocated here on the
-   * node's first task of it, stored on the network) and the lowest free address in it. Per task:
-   * its networks, a reason it cannot be placed (string), or null when a network changed meanwhile.
+   * Overlay addresses for placed tasks and servers: the node's slice of each network (allocated
+   * here on the node's first user of it, stored on the network) and the lowest free address in it.
+   * Per item: its networks, a reason it cannot be placed (string), or null when a network changed
+   * meanwhile.
    */
-  private async addresses(placed: { task: StoredObject; nodeId: string }[], active: StoredObject[]): Promise<{ tasks: Map<string, TaskData['networks'] | string | null>; conflict: boolean }> {
-    const out = new Map<string, TaskData['networks'] | string | null>();
-    const needs = placed.filter((p) => (p.task.data as TaskData).networks?.length);
-    if (needs.length === 0) return { tasks: out, conflict: false };
+  private async addresses(placed: { id: string; nodeId: string; networks: { id: string; address: string | null }[] }[], used: Map<string, Set<string>>): Promise<{ items: Map<string, { id: string; address: string }[] | string | null>; conflict: boolean }> {
+    const out = new Map<string, { id: string; address: string }[] | string | null>();
+    const needs = placed.filter((p) => p.networks.length);
+    if (needs.length === 0) return { items: out, conflict: false };
     const nets = new Map<string, { obj: StoredObject; data: NetworkData; dirty: boolean }>();
-    const used = new Map<string, Set<string>>(); // network id → addresses held by active tasks
-    for (const t of active) {
-      const d = t.data as TaskData;
-      if (!isActive(d)) continue;
-      for (const n of d.networks ?? []) if (n.address) (used.get(n.id) ?? used.set(n.id, new Set()).get(n.id)!).add(n.address);
-    }
-    for (const { task, nodeId } of needs) {
-      const d = task.data as TaskData;
-      const assigned: NonNullable<TaskData['networks']> = [];
+    for (const { id: itemId, nodeId, networks } of needs) {
+      const assigned: { id: string; address: string }[] = [];
       let problem: string | null = null;
-      for (const tn of d.networks!) {
+      for (const tn of networks) {
         let net = nets.get(tn.id);
         if (!net) {
           const obj = await this.store.get('network', tn.id);
@@ -215,7 +295,7 @@ export class SchedulerRunner {
         u.add(address);
         assigned.push({ id: tn.id, address });
       }
-      out.set(task.id, problem ?? assigned);
+      out.set(itemId, problem ?? assigned);
     }
     let conflict = false;
     for (const [id, net] of nets) {
@@ -225,9 +305,9 @@ export class SchedulerRunner {
       } catch (e) {
         if (!(e instanceof YunError && (e.code === 'YUN_VERSION_CONFLICT' || e.code === 'YUN_NOT_FOUND'))) throw e;
         conflict = true;
-        for (const { task } of needs) if ((task.data as TaskData).networks!.some((n) => n.id === id)) out.set(task.id, null);
+        for (const item of needs) if (item.networks.some((n) => n.id === id)) out.set(item.id, null);
       }
     }
-    return { tasks: out, conflict };
+    return { items: out, conflict };
   }
 }

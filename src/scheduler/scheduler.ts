@@ -1,6 +1,6 @@
 import { filtersFor, type Filter } from './filters.js';
 import { NodeHeap } from './heap.js';
-import type { Placement, ScheduleResult, SchedNode, SchedTask, Unplaced } from './types.js';
+import { cpuNeed, memoryNeed, type Placement, type ScheduleResult, type SchedNode, type SchedTask, type Unplaced } from './types.js';
 
 /**
  * Place tasks on nodes: filters, then scorers (spread the service's tasks over nodes, then the
@@ -55,8 +55,9 @@ export function schedule(tasks: SchedTask[], nodes: SchedNode[]): ScheduleResult
 }
 
 function assign(t: SchedTask, n: SchedNode, placements: Placement[]): void {
-  n.reservedCpu += t.reserveCpu;
-  n.reservedMemory += t.reserveMemory;
+  n.reservedCpu += cpuNeed(t, n);
+  n.reservedMemory += memoryNeed(t, n);
+  if (t.reserveDisk) n.reservedDisk = (n.reservedDisk ?? 0) + t.reserveDisk;
   for (const p of t.hostPorts) n.hostPorts.add(p);
   n.serviceTasks.set(t.serviceId, (n.serviceTasks.get(t.serviceId) ?? 0) + 1);
   n.totalTasks += 1;

@@ -20,8 +20,15 @@ export interface SchedNode {
   missingFeatures: Map<string, string>;
   cpus: number;
   memoryBytes: number;
+  /** Reservations in the node's own terms (CPUs, bytes): a task's as it is; a server's vCPUs and RAM divided by the allocation ratios. */
   reservedCpu: number;
   reservedMemory: number;
+  /** The size of the node's disk for instances (servers' root, ephemeral and swap disks), and what servers hold of it. */
+  diskBytes?: number;
+  reservedDisk?: number;
+  /** Allocation ratios for servers (Nova's): vCPUs per CPU (default 16), RAM overcommit (default 1.5). */
+  cpuRatio?: number;
+  ramRatio?: number;
   /** `tcp/8080` for every host-mode published port in use. */
   hostPorts: Set<string>;
   /** Active tasks per service on this node. */
@@ -41,6 +48,10 @@ export interface SchedTask {
   spreadOver: string[];
   reserveCpu: number;
   reserveMemory: number;
+  /** Servers: their flavor's vCPUs, RAM and disk (scaled by the node's allocation ratios when reserved). */
+  reserveVcpus?: number;
+  reserveRam?: number;
+  reserveDisk?: number;
   hostPorts: string[];
   maxReplicasPerNode: number;
   /** Global services pin each task to a node. */
@@ -61,4 +72,16 @@ export interface Unplaced {
 export interface ScheduleResult {
   placements: Placement[];
   unplaced: Unplaced[];
+}
+
+export const DEFAULT_CPU_RATIO = 16;
+export const DEFAULT_RAM_RATIO = 1.5;
+
+/** What `t` reserves of `n`'s CPUs and memory, in the node's terms. */
+export function cpuNeed(t: SchedTask, n: SchedNode): number {
+  return t.reserveCpu + (t.reserveVcpus ?? 0) / (n.cpuRatio ?? DEFAULT_CPU_RATIO);
+}
+
+export function memoryNeed(t: SchedTask, n: SchedNode): number {
+  return t.reserveMemory + Math.ceil((t.reserveRam ?? 0) / (n.ramRatio ?? DEFAULT_RAM_RATIO));
 }

@@ -93,6 +93,8 @@ export interface ServerData extends Record<string, unknown> {
   last_exit: { at: string; exit_code: number | null; signal: string | null; error: string | null } | null;
   launched_at: string | null;
   events: ServerEvent[];
+  /** What the agent is doing now, for a long step (`preparing the root disk`). */
+  message?: string | null;
   /** For quotas: what this server counts for. */
   quota_usage: { instances: number; cores: number; ram: number };
 }

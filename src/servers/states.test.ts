@@ -39,7 +39,7 @@ describe('server states: examples', () => {
       assert.ok(e instanceof YunError);
       assert.equal(e.status, 409);
       assert.equal(e.code, 'YUN_INVALID_STATE');
-      assert.match(e.detail, /Cannot resume server "vm1".*ACTIVE.*allowed when it is SUSPENDED/);
+      assert.match(e.detail, /^Cannot resume server "vm1": it is ACTIVE \(status ACTIVE, vm_state active, task_state none\); resume is allowed when it is SUSPENDED/);
       assert.deepEqual(e.extra.allowed_statuses, ['SUSPENDED']);
       assert.equal(e.extra.status, 'ACTIVE');
       return true;

@@ -81,7 +81,7 @@ export function checkAction(action: ServerAction, name: string, d: ServerData): 
   if (problem === null) return;
   const status = serverStatus(d.vm_state, d.task_state);
   const allowed = allowedStatuses(action);
-  throw new YunError('YUN_INVALID_STATE', `Cannot ${ACTIONS[action].verb} server "${name}" while ${problem}: its status is ${status} (vm_state ${d.vm_state}, task_state ${d.task_state ?? 'none'}); ${ACTIONS[action].verb} is allowed when it is ${allowed.join(', ')}${action === 'delete' ? '' : ' with no other action in progress'}`, {
+  throw new YunError('YUN_INVALID_STATE', `Cannot ${ACTIONS[action].verb} server "${name}": ${problem} (status ${status}, vm_state ${d.vm_state}, task_state ${d.task_state ?? 'none'}); ${ACTIONS[action].verb} is allowed when it is ${allowed.join(', ')}${action === 'delete' ? '' : ' with no other action in progress'}`, {
     extra: { status, vm_state: d.vm_state, task_state: d.task_state, action, allowed_statuses: allowed },
   });
 }
@@ -175,7 +175,7 @@ function finishEvent(d: ServerData, now: string, result: 'success' | 'error', me
  */
 export function applyReport(d: ServerData, r: ServerReport, now: string): ServerData | 'delete' {
   if (r.destroyed) return d.desired.deleting ? 'delete' : d;
-  let next: ServerData = { ...d, power_state: r.power_state, observed_generation: Math.max(d.observed_generation, r.generation) };
+  let next: ServerData = { ...d, power_state: r.power_state, observed_generation: Math.max(d.observed_generation, r.generation), message: r.message ?? null };
   if (d.desired.deleting) return next;
   if (r.fault) {
     const fault = { ...r.fault, created: now };

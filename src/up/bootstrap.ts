@@ -4,6 +4,7 @@ import { ADMIN_PROJECT, type Identity } from '../identity/identity.js';
 import { generatePassword } from '../identity/passwords.js';
 import { GLOBAL, type Store } from '../store/store.js';
 import { QUOTA_KEYS } from '../manager/quotas.js';
+import { DEFAULT_FLAVORS, defaultFlavorData } from '../servers/flavor.js';
 
 export const ADMIN_USER = 'admin';
 
@@ -63,3 +64,14 @@ export async function bootstrap(store: Store, identity: Identity, opts: { dataDi
   }
   return { envPath, created };
 }
+
+/** The five default flavors, made once (an admin who removes one keeps it removed). */
+export async function ensureDefaultFlavors(store: Store): Promise<void> {
+  if (await store.getSecret('bootstrap/flavors')) return;
+  for (const f of DEFAULT_FLAVORS) {
+    if (await store.get('flavor', f.id) || await store.getByName('flavor', GLOBAL, f.name)) continue;
+    await store.create({ kind: 'flavor', id: f.id, project_id: GLOBAL, name: f.name, data: defaultFlavorData(f) });
+  }
+  await store.putSecret('bootstrap/flavors', 'done');
+}
+

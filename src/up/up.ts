@@ -13,7 +13,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { systemClock } from '../util/clock.js';
 import { createLogger } from '../util/log.js';
 import { VERSION } from '../version.js';
-import { bootstrap } from './bootstrap.js';
+import { bootstrap, ensureDefaultFlavors } from './bootstrap.js';
 import { acquireLock } from './lock.js';
 import { ensurePki } from './pki-files.js';
 import { loadOrCreateNodeId } from './node-id.js';
@@ -172,12 +172,13 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     ctx.config.advertiseUrl = advertiseUrl;
 
     const { envPath } = await bootstrap(store, identity, { dataDir: realDir, url, caPath: pki.caPath });
+    await ensureDefaultFlavors(store);
     await membership.joinToken('worker');
     await membership.joinToken('manager');
     const nodeId = loadOrCreateNodeId(realDir);
     membership.localNodeId = nodeId;
     const drivers = opts.drivers ?? allDrivers();
-    const description = () => describeNode(advertise, drivers, opts.resources);
+    const description = () => describeNode(advertise, drivers, opts.resources, join(realDir, 'agent'));
     await membership.register(nodeId, { ...(await description()), role: 'manager' });
     await dispatcher.start();
     await scheduler.start();

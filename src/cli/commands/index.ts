@@ -51,6 +51,32 @@ import networkLs from './network-ls.js';
 import networkInspect from './network-inspect.js';
 import networkRm from './network-rm.js';
 import run from './run.js';
+import flavorLs from './flavor-ls.js';
+import flavorShow from './flavor-show.js';
+import flavorCreate from './flavor-create.js';
+import flavorRm from './flavor-rm.js';
+import keypairCreate from './keypair-create.js';
+import keypairLs from './keypair-ls.js';
+import keypairShow from './keypair-show.js';
+import keypairRm from './keypair-rm.js';
+import serverCreate from './server-create.js';
+import serverLs from './server-ls.js';
+import serverShow from './server-show.js';
+import serverStart from './server-start.js';
+import serverStop from './server-stop.js';
+import serverReboot from './server-reboot.js';
+import serverPause from './server-pause.js';
+import serverUnpause from './server-unpause.js';
+import serverSuspend from './server-suspend.js';
+import serverResume from './server-resume.js';
+import serverRebuild from './server-rebuild.js';
+import serverResize from './server-resize.js';
+import serverResizeConfirm from './server-resize-confirm.js';
+import serverResizeRevert from './server-resize-revert.js';
+import serverConsoleLog from './server-console-log.js';
+import serverConsole from './server-console.js';
+import serverEvents from './server-events.js';
+import serverRm from './server-rm.js';
 import doctor from './doctor.js';
 
 /** Every command, in the order `yun --help` lists them. */
@@ -66,6 +92,8 @@ export const commands: CommandSpec<any>[] = [
   taskInspect, taskLogs, taskExec,
   imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
   networkCreate, networkLs, networkInspect, networkRm, run,
+  flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
+  serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm,
 ];
 
 /** One-line descriptions of command groups. */
@@ -81,4 +109,7 @@ export const groups: Record<string, string> = {
   task: 'Inspect tasks, read their logs, run commands in them.',
   image: 'Import, pull, list and remove images.',
   network: 'Create, list, inspect and remove overlay networks.',
+  flavor: 'List, show, create and remove flavors (server sizes).',
+  keypair: 'Import, list and remove SSH key pairs for servers.',
+  server: 'Servers: VMs and system containers with an OpenStack-style lifecycle.',
 };

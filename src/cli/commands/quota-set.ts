@@ -10,10 +10,13 @@ export default defineCommand({
     .option('--tasks <n>', 'number of tasks (replicas)')
     .option('--cpu <n>', 'reserved CPUs (e.g. 4 or 0.5)')
     .option('--memory <size>', 'reserved memory (e.g. 8g, 512m)')
+    .option('--instances <n>', 'number of servers')
+    .option('--cores <n>', 'vCPUs of servers (their flavors)')
+    .option('--ram <size>', 'RAM of servers (their flavors; e.g. 50g)')
     .option('--json', 'print JSON'),
   parse: (a, o) => {
     const body: Record<string, number> = {};
-    for (const k of ['services', 'tasks'] as const) {
+    for (const k of ['services', 'tasks', 'instances', 'cores'] as const) {
       if (o[k] === undefined) continue;
       const n = Number(o[k]);
       if (!Number.isInteger(n) || n < -1) throw usage(`--${k} must be a whole number (or -1 for unlimited), not "${String(o[k])}"`);
@@ -29,7 +32,12 @@ export default defineCommand({
       if (n === undefined) throw usage(`--memory must be a size such as 512m or 8g (or -1 for unlimited), not "${String(o.memory)}"`);
       body.memory = n;
     }
-    if (Object.keys(body).length === 0) throw usage('Nothing to set: give at least one of --services, --tasks, --cpu, --memory');
+    if (o.ram !== undefined) {
+      const n = String(o.ram) === '-1' ? -1 : parseSize(String(o.ram));
+      if (n === undefined) throw usage(`--ram must be a size such as 512m or 50g (or -1 for unlimited), not "${String(o.ram)}"`);
+      body.ram = n;
+    }
+    if (Object.keys(body).length === 0) throw usage('Nothing to set: give at least one of --services, --tasks, --cpu, --memory, --instances, --cores, --ram');
     return { project: a[0]!, body, json: Boolean(o.json) };
   },
   async run(i, ctx) {

@@ -47,7 +47,7 @@ export default defineCommand({
         process.stderr.write(`Error: the task did not start: ${task.status.error ?? task.status.message}\n`);
         return 1;
       }
-      if (i.tty) return await interactive(api, task.id, i.command);
+      if (i.tty) return await interactive(api, `/v1/tasks/${encodeURIComponent(task.id)}/tty`, { command: i.command });
       const done = await waitTask(api, svc.id, (t) => END.has(t.status.state), 24 * 3600_000);
       await api.stream(`/v1/tasks/${done.id}/logs`, {}, (line) => {
         try {

@@ -16,7 +16,7 @@ export default defineCommand({
     return { ref: a[0] as string, command: a[1] as unknown as string[], timeout, tty: Boolean(o.tty) };
   },
   async run(i, ctx) {
-    if (i.tty) return interactive(ctx.client(), i.ref, i.command);
+    if (i.tty) return interactive(ctx.client(), `/v1/tasks/${encodeURIComponent(i.ref)}/tty`, { command: i.command });
     const r = (await ctx.client().request<{ exit_code: number; stdout: string; stderr: string }>('POST', `/v1/tasks/${encodeURIComponent(i.ref)}/exec`, { body: { command: i.command, timeout_ms: i.timeout } })).body;
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
@@ -24,15 +24,22 @@ export default defineCommand({
   },
 });
 
-export async function interactive(api: import('../client.js').ApiClient, task: string, command: string[]): Promise<number> {
+/**
+ * A terminal session over the API's WebSocket (`task exec -it`, `server console`): raw input up,
+ * output down, window resizes passed on. `detachKey` (a byte, e.g. 0x1d for Ctrl-]) leaves it.
+ */
+export async function interactive(api: import('../client.js').ApiClient, path: string, query: Record<string, string | string[]>, opts: { detachKey?: number } = {}): Promise<number> {
   const rows = process.stdout.rows ?? 24;
   const cols = process.stdout.columns ?? 80;
-  const ws = await api.websocket(`/v1/tasks/${encodeURIComponent(task)}/tty`, { command, rows, cols });
+  const ws = await api.websocket(path, { ...query, rows: String(rows), cols: String(cols) });
   const stdin = process.stdin;
   const raw = stdin.isTTY;
   if (raw) stdin.setRawMode(true);
   stdin.resume();
-  const onInput = (b: Buffer) => ws.send(b, { binary: true });
+  const onInput = (b: Buffer) => {
+    if (opts.detachKey !== undefined && b.includes(opts.detachKey)) { ws.close(1000, 'detached'); return; }
+    ws.send(b, { binary: true });
+  };
   stdin.on('data', onInput);
   const onResize = () => ws.send(JSON.stringify({ resize: { rows: process.stdout.rows, cols: process.stdout.columns } }));
   process.stdout.on('resize', onResize);

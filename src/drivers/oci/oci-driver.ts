@@ -18,7 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, readFile, readlink, rm, rmdir, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, rename, rm, rmdir, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, join, posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -32,6 +32,9 @@ import {
   type DriverCapabilities,
   type TerminalExec,
   type TtyExec,
+  type Instances,
+  type Suspendable,
+  type Consoles,
   type TaskConfig,
   type TaskHandle,
   type TaskState,
@@ -42,7 +45,8 @@ import { recordedExit } from '../common/recorded-exit.js';
 import { detectCgroups, parentParts, taskCgroupPaths, type CgroupSupport, type TaskCgroups } from '../process/cgroups.js';
 import { isAlive, readProcStat, readProcStatSync } from '../process/procfs.js';
 import { SHIM_NAME, START_SHIM } from '../process/shim.js';
-import { createNetns, deleteNetns, findOnPath, isMountPoint, mountOverlay, runCommand, unmount } from './host.js';
+import { createNetns, deleteNetns, findOnPath, isMountPoint, mountOverlay, netnsExists, netnsPath, runCommand, unmount } from './host.js';
+import { isShell, SEED_DIR, SEED_MOUNT, SYSTEM_INIT, writeSeed } from './instance.js';
 import { Runc, runcError } from './runc.js';
 import { lookupCommandInRoot } from './rootfs-path.js';
 import { attachNetworks, networkResolvConf } from './network-attach.js';
@@ -90,6 +94,29 @@ export interface OciHandle extends TaskHandle {
   path_env: string;
   cwd: string;
   mount_targets: string[];
+  /** A long-lived instance: `stop` keeps its root disk; `boot` runs it again. */
+  instance?: boolean;
+}
+
+/** What `bundle` made, for `launch`. */
+interface Bundle {
+  host: Host;
+  runc: Runc;
+  id: string;
+  dir: string;
+  bundle: string;
+  rootfs: string;
+  pidFile: string;
+  netns: string | undefined;
+  cgroupsPath: string;
+  cgroups: TaskCgroups | null;
+  limits: { cpu: number; memory_bytes: number; pids: number };
+  pathEnv: string;
+  cwd: string;
+  mountTargets: string[];
+  /** A long-lived instance (prepared, or booted again): one console log; its disk kept at stop. */
+  instance: boolean;
+  cleanup(): Promise<void>;
 }
 
 export const STDOUT_LOG = 'stdout.log';
@@ -97,6 +124,10 @@ import { EXIT_FILE, EXIT_JSON, STDERR_LOG } from '../common/recorded-exit.js';
 export { EXIT_FILE, EXIT_JSON, STDERR_LOG };
 export const RUNC_LOG = 'runc.log';
 const PID_FILE = 'init.pid';
+/** Set while an instance is suspended (frozen as a suspend, not a pause). */
+const SUSPENDED_MARK = 'suspended';
+/** Saved copies of an instance's root disk: `saved-<tag>`. */
+const SAVED_PREFIX = 'saved-';
 
 /** Output kept per stream by `exec`. */
 const EXEC_OUTPUT_CAP = 1024 * 1024;
@@ -159,9 +190,9 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-export class OciDriver implements Driver, Freezable, TerminalExec {
+export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Suspendable, Consoles {
   readonly name = 'oci';
-  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: true, pause: true, suspend: null, instances: false, console: false, image_kinds: ['container'], network_kinds: ['host', 'overlay'] };
+  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: true, pause: true, suspend: 'freeze', instances: true, console: true, image_kinds: ['container'], network_kinds: ['host', 'overlay'] };
   private readonly opts: OciDriverOptions;
   private readonly runcRoot: string;
   private readonly cgroupRoot: string;
@@ -254,6 +285,16 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
   // ---- start ----
 
   async start(config: TaskConfig): Promise<TaskHandle> {
+    return this.launch(await this.bundle(config, 'task'));
+  }
+
+  /**
+   * Everything a container needs but its process: the bundle (overlay rootfs, config.json, /etc
+   * files), the network namespace on its networks, an instance's seed. `task`: from scratch (a
+   * previous attempt cleared first); `prepare`: the same for an instance; `boot`: an instance
+   * again — its root disk (the upper layer) is kept, and the rest made only where missing.
+   */
+  private async bundle(config: TaskConfig, mode: 'task' | 'prepare' | 'boot'): Promise<Bundle> {
     const host = await this.host();
     if (!host.ok) throw new DriverError(`the oci driver is not available on this node: ${host.reason}`);
     const id = config.id;
@@ -295,18 +336,21 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
     const pidFile = join(dir, PID_FILE);
     const netns = hostNetwork ? undefined : netnsName(id);
 
-    // A previous attempt with this id (an agent that died while starting it) is cleared first.
+    // A previous attempt with this id (an agent that died while starting it), or the stopped run of
+    // an instance, is cleared first; an instance keeps its mounted root file system.
     if (await exists(join(this.runcRoot, id))) await runc.delete(id, true).catch(() => undefined);
-    if (await isMountPoint(rootfs)) await unmount(host.umount!, rootfs);
+    if (mode !== 'boot' && (await isMountPoint(rootfs))) await unmount(host.umount!, rootfs);
     await Promise.all([rm(join(dir, EXIT_FILE), { force: true }), rm(join(dir, EXIT_JSON), { force: true }), rm(pidFile, { force: true })]);
     for (const k of [...this.results.keys()]) if (k.startsWith(id + ':')) this.results.delete(k);
 
     const cleanup = async () => {
       await runc.delete(id, true).catch(() => undefined);
       await unmount(host.umount!, rootfs).catch(() => undefined);
-      if (netns) await deleteNetns(host.ip!, netns).catch(() => undefined);
       await removeTaskCgroups(this.cgroupRoot, cgroupsPath).catch(() => undefined);
-      for (const p of [bundle, upper, work, etcDir, pidFile]) await rm(p, { recursive: true, force: true }).catch(() => undefined);
+      // A booting instance keeps what it is made of (its root disk above all); a boot only failed.
+      if (mode === 'boot') return;
+      if (netns) await deleteNetns(host.ip!, netns).catch(() => undefined);
+      for (const p of [bundle, upper, work, etcDir, pidFile, join(dir, SEED_DIR)]) await rm(p, { recursive: true, force: true }).catch(() => undefined);
     };
 
     let netnsPathValue: string | undefined;
@@ -315,7 +359,12 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
     let cwd: string;
     try {
       await Promise.all([upper, work, rootfs, etcDir].map((d) => mkdir(d, { recursive: true })));
-      const [, nsPath] = await Promise.all([mountOverlay(host.mount!, image.rootfs, upper, work, rootfs), netns ? createNetns(host.ip!, netns) : Promise.resolve(undefined)]);
+      const mounted = mode === 'boot' && (await isMountPoint(rootfs));
+      const haveNetns = mode === 'boot' && netns !== undefined && (await netnsExists(netns));
+      const [, nsPath] = await Promise.all([
+        mounted ? Promise.resolve() : mountOverlay(host.mount!, image.rootfs, upper, work, rootfs),
+        netns ? (haveNetns ? Promise.resolve(netnsPath(netns)) : createNetns(host.ip!, netns)) : Promise.resolve(undefined),
+      ]);
       netnsPathValue = nsPath;
 
       const user = await resolveContainerUser(rootfs, config.user || image.config?.user || '');
@@ -323,12 +372,24 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
       pathEnv = parseEnvList(env).get('PATH') ?? DEFAULT_PATH;
       const wd = config.workdir || image.config?.workdir || '/';
       cwd = posix.normalize(wd.startsWith('/') ? wd : '/' + wd);
-      const args = processArgs(image.config ?? { entrypoint: [], cmd: [] }, config.command ?? [], config.shell === true, `image ${image.ref}`);
+      const imageArgs = () => processArgs(image.config ?? { entrypoint: [], cmd: [] }, config.command ?? [], config.shell === true, `image ${image.ref}`);
       const targets = mounts.map((m) => m.target);
-      await lookupCommandInRoot(rootfs, args[0]!, pathEnv, cwd, targets);
+      let args: string[];
+      if (config.instance) {
+        // A system container: our init runs the seed, then the image's (or the config's) command,
+        // or stays up by itself when that is only a shell.
+        const wanted = config.command?.length || image.config.entrypoint.length || !isShell(image.config.cmd) ? imageArgs() : [];
+        await writeSeed(join(dir, SEED_DIR), upper, config.instance);
+        mounts.push({ type: 'bind', source: join(dir, SEED_DIR), target: SEED_MOUNT, readonly: true });
+        await lookupCommandInRoot(rootfs, '/bin/sh', pathEnv, cwd, targets);
+        args = ['/bin/sh', '-c', SYSTEM_INIT, 'yun-init', ...wanted];
+      } else {
+        args = imageArgs();
+        await lookupCommandInRoot(rootfs, args[0]!, pathEnv, cwd, targets);
+      }
 
       const nets = !hostNetwork && netns ? config.networks ?? [] : [];
-      if (nets.length > 0) await attachNetworks(host.ip!, netns!, id, nets);
+      if (nets.length > 0 && !haveNetns) await attachNetworks(host.ip!, netns!, id, nets);
       const nodeHosts = hostNetwork ? await readFile('/etc/hosts', 'utf8').catch(() => '') : '';
       const nodeResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
       const files = { hosts: join(etcDir, 'hosts'), resolvConf: join(etcDir, 'resolv.conf'), hostname: join(etcDir, 'hostname') };
@@ -361,17 +422,27 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
       if (err instanceof DriverError) throw err;
       throw new DriverError(`could not prepare the task's container (${errText(err)})`, false);
     }
+    return {
+      host, runc, id, dir, bundle, rootfs, pidFile, netns, cgroupsPath, cgroups, limits, pathEnv: pathEnv!, cwd: cwd!,
+      mountTargets: mounts.map((m) => m.target), instance: config.instance !== undefined || mode !== 'task', cleanup,
+    };
+  }
+
+  /** Run the bundle's container under the supervisor shim: resolves once its process runs. */
+  private async launch(b: Bundle): Promise<OciHandle> {
+    const { host, runc, id, dir, bundle, rootfs, pidFile, netns, cgroupsPath, cgroups, limits, cleanup } = b;
 
     let out: FileHandle | undefined;
     let errf: FileHandle | undefined;
     let exitf: FileHandle | undefined;
     try {
       out = await open(join(dir, STDOUT_LOG), fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
-      errf = await open(join(dir, STDERR_LOG), fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
+      // An instance has one console: its stderr goes to the same log as its stdout.
+      errf = b.instance ? out : await open(join(dir, STDERR_LOG), fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
       exitf = await open(join(dir, EXIT_FILE), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC, 0o640);
     } catch (err) {
       await out?.close();
-      await errf?.close();
+      if (errf !== out) await errf?.close();
       await cleanup();
       throw new DriverError(`could not open the task's log files in ${dir} (${errText(err)})`, false);
     }
@@ -388,7 +459,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
       });
     } catch (err) {
       await out.close();
-      await errf.close();
+      if (errf !== out) await errf.close();
       await exitf.close();
       await cleanup();
       throw new DriverError(`could not start the task's supervisor (/bin/sh) (${errText(err)})`, false);
@@ -397,7 +468,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
     const shimStat = pid !== undefined ? readProcStatSync(pid) : undefined;
     const live = this.track(child);
     await out.close();
-    await errf.close();
+    if (errf !== out) await errf.close();
     await exitf.close();
     if (pid === undefined || !shimStat) {
       if (pid !== undefined) signal(pid, 'SIGKILL');
@@ -463,9 +534,10 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
       cgroups_path: cgroupsPath,
       cgroups,
       memory_limit_bytes: limits.memory_bytes,
-      path_env: pathEnv!,
-      cwd: cwd!,
-      mount_targets: mounts.map((m) => m.target),
+      path_env: b.pathEnv,
+      cwd: b.cwd,
+      mount_targets: b.mountTargets,
+      ...(b.instance ? { instance: true } : {}),
     };
     return handle;
   }
@@ -543,7 +615,9 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
     await removeTaskCgroups(this.cgroupRoot, h.cgroups_path);
     await unmount(host.umount ?? 'umount', h.rootfs);
     if (h.netns) await deleteNetns(host.ip ?? 'ip', h.netns);
-    for (const p of [h.bundle, join(h.dir, 'upper'), join(h.dir, 'work'), join(h.dir, 'etc'), join(h.dir, PID_FILE)]) {
+    await rm(join(h.dir, SUSPENDED_MARK), { force: true });
+    for (const e of await readdir(h.dir).catch(() => [] as string[])) if (e.startsWith(SAVED_PREFIX)) await rm(join(h.dir, e), { recursive: true, force: true });
+    for (const p of [h.bundle, join(h.dir, 'upper'), join(h.dir, 'work'), join(h.dir, 'etc'), join(h.dir, PID_FILE), join(h.dir, SEED_DIR)]) {
       // Never follow into a still-mounted rootfs.
       if (p === h.bundle && (await isMountPoint(h.rootfs))) throw new DriverError(`the root file system of task ${h.task_id} is still mounted at ${h.rootfs}`, false);
       await rm(p, { recursive: true, force: true });
@@ -676,6 +750,101 @@ export class OciDriver implements Driver, Freezable, TerminalExec {
         if (child.pid !== undefined) signal(child.pid, 'SIGHUP');
       },
     };
+  }
+
+  // ---- instances (servers) ----
+
+  async prepare(config: TaskConfig): Promise<TaskHandle> {
+    const b = await this.bundle(config, 'prepare');
+    return this.preparedHandle(b);
+  }
+
+  /** A handle for an instance that does not run (yet): no supervisor. */
+  private preparedHandle(b: Bundle): OciHandle {
+    return {
+      driver: 'oci', version: 1, task_id: b.id, started_at: new Date().toISOString(), dir: b.dir, container_id: b.id,
+      runc: b.host.runc!, runc_root: this.runcRoot, shim_pid: 0, shim_start: '', bundle: b.bundle, rootfs: b.rootfs,
+      ...(b.netns ? { netns: b.netns } : {}), cgroups_path: b.cgroupsPath, cgroups: b.cgroups, memory_limit_bytes: b.limits.memory_bytes,
+      path_env: b.pathEnv, cwd: b.cwd, mount_targets: b.mountTargets, instance: true,
+    };
+  }
+
+  async boot(handle: TaskHandle, config: TaskConfig): Promise<TaskHandle> {
+    const h = this.asHandle(handle);
+    if (await this.shimAlive(h)) throw new DriverError(`instance ${h.task_id} is running already`, false);
+    await rm(join(h.dir, SUSPENDED_MARK), { force: true });
+    for (const k of [...this.results.keys()]) if (k.startsWith(h.task_id + ':')) this.results.delete(k);
+    return this.launch(await this.bundle({ ...config, dir: h.dir }, 'boot'));
+  }
+
+  /** The root disk is the overlay's upper layer: copied whole (`cp -a`, reflinks where the file system has them). */
+  async saveDisk(handle: TaskHandle, tag: string): Promise<void> {
+    const h = this.asHandle(handle);
+    const to = this.savedPath(h, tag);
+    await rm(`${to}.tmp`, { recursive: true, force: true });
+    await this.copyTree(join(h.dir, 'upper'), `${to}.tmp`);
+    await rm(to, { recursive: true, force: true });
+    await rename(`${to}.tmp`, to);
+  }
+
+  async restoreDisk(handle: TaskHandle, tag: string): Promise<void> {
+    const h = this.asHandle(handle);
+    if (await this.shimAlive(h)) throw new DriverError(`instance ${h.task_id} must be stopped before its disk is restored`, false);
+    const from = this.savedPath(h, tag);
+    if (!(await exists(from))) throw new DriverError(`instance ${h.task_id} has no saved disk "${tag}"`, false);
+    const host = await this.host();
+    await this.runc(h).delete(h.container_id, true).catch(() => undefined);
+    await unmount(host.umount ?? 'umount', h.rootfs);
+    const upper = join(h.dir, 'upper');
+    await rm(upper, { recursive: true, force: true });
+    await rm(join(h.dir, 'work'), { recursive: true, force: true });
+    await mkdir(join(h.dir, 'work'), { recursive: true });
+    await this.copyTree(from, upper);
+  }
+
+  async dropDisk(handle: TaskHandle, tag: string): Promise<void> {
+    await rm(this.savedPath(this.asHandle(handle), tag), { recursive: true, force: true });
+  }
+
+  private savedPath(h: OciHandle, tag: string): string {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tag)) throw new DriverError(`"${tag}" cannot name a saved disk (letters, digits, _ . -)`, false);
+    return join(h.dir, `${SAVED_PREFIX}${tag}`);
+  }
+
+  private async copyTree(from: string, to: string): Promise<void> {
+    const r = await runCommand('cp', ['-a', '--reflink=auto', from, to], { timeoutMs: 600_000 });
+    if (r.code !== 0) throw new DriverError(`could not copy ${from} to ${to}: ${String(r.stderr).trim() || `cp exited with ${r.code}`}`, false);
+  }
+
+  /** Suspend is a freeze here: every process stays in memory, stopped (a marker tells suspend from pause). */
+  async suspend(handle: TaskHandle): Promise<TaskHandle> {
+    const h = this.asHandle(handle);
+    await this.freeze(h);
+    await writeFile(join(h.dir, SUSPENDED_MARK), new Date().toISOString() + '\n');
+    return h;
+  }
+
+  async resume(handle: TaskHandle): Promise<TaskHandle> {
+    const h = this.asHandle(handle);
+    await this.thaw(h);
+    await rm(join(h.dir, SUSPENDED_MARK), { force: true });
+    return h;
+  }
+
+  async suspended(handle: TaskHandle): Promise<boolean> {
+    const h = this.asHandle(handle);
+    return (await exists(join(h.dir, SUSPENDED_MARK))) && (await this.shimAlive(h));
+  }
+
+  /** A container's console is its output (stdout and stderr in one log, for an instance). */
+  async consoleLog(handle: TaskHandle, opts: { tailBytes?: number } = {}): Promise<string> {
+    const h = this.asHandle(handle);
+    return tailOf(join(h.dir, STDOUT_LOG), opts.tailBytes ?? 1024 * 1024);
+  }
+
+  /** A container has no serial console: a shell in it, on a terminal. */
+  async console(handle: TaskHandle): Promise<TtyExec> {
+    return this.execTty(handle, ['/bin/sh'], {});
   }
 
   // ---- freeze, thaw ----
@@ -854,5 +1023,24 @@ export async function removeTaskCgroups(root: string, rel: string): Promise<void
         throw new DriverError(`could not remove cgroup ${dir} (${errText(err)})`, false);
       }
     }
+  }
+}
+
+/** The last `bytes` of a file ('' when it does not exist). */
+export async function tailOf(path: string, bytes: number): Promise<string> {
+  let f: FileHandle;
+  try {
+    f = await open(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = (await f.stat()).size;
+    const n = Math.min(size, Math.max(0, bytes));
+    const buf = Buffer.alloc(n);
+    await f.read(buf, 0, n, size - n);
+    return buf.toString('utf8');
+  } finally {
+    await f.close();
   }
 }

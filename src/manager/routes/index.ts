@@ -13,6 +13,9 @@ import { taskRoutes } from './tasks.js';
 import { imageRoutes } from './images.js';
 import { doctorRoutes } from './doctor.js';
 import { networkRoutes } from './networks.js';
+import { flavorRoutes } from './flavors.js';
+import { keypairRoutes } from './keypairs.js';
+import { serverRoutes } from './servers.js';
 
 export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, _known: unknown): Promise<void> {
   systemRoutes(app, ctx);
@@ -27,5 +30,8 @@ export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, 
   imageRoutes(app, ctx);
   doctorRoutes(app, ctx);
   networkRoutes(app, ctx);
+  flavorRoutes(app, ctx);
+  keypairRoutes(app, ctx);
+  serverRoutes(app, ctx);
   agentRoutes(app, ctx, { attach: (id, role, ch) => ctx.dispatcher.attach(id, role, ch) });
 }

@@ -7,19 +7,9 @@ import {
   buildListQuery, commonMeta, created, findInProjects, idParams, labelsSchema, listBody, listProjects, listQuerySchema, listResponseSchema,
   nameSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
 } from '../http.js';
+import type { NetworkData } from '../../network/network.js';
 import { formatCidr, freeSubnet, gateway, nodeSliceCount, parseCidr, slicePrefix, subnetProblem, overlaps, type Cidr } from '../../network/ipam.js';
 
-/** What a network stores (see src/network/ipam.ts for how its subnet is used). */
-export interface NetworkData extends Record<string, unknown> {
-  driver: 'overlay';
-  subnet: string;
-  attachable: boolean;
-  /** VXLAN network identifier, unique in the cluster (4096…). */
-  vni: number;
-  labels: Record<string, string>;
-  /** Node id → index of the node's slice of the subnet (allocated by the scheduler). */
-  slices: Record<string, number>;
-}
 
 const spec: ListSpec = {
   filters: { name: 'name', driver: 'driver', id: 'id', attachable: 'attachable' },

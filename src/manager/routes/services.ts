@@ -12,7 +12,8 @@ import {
 import { checkQuota, type Quotas } from '../quotas.js';
 import { resolveImage } from './images.js';
 import type { LogLine } from '../../dispatcher/protocol.js';
-import { servicesOnNetwork, type NetworkData } from './networks.js';
+import { servicesOnNetwork } from './networks.js';
+import type { NetworkData } from '../../network/network.js';
 
 /** The label `yun run` puts on the service of a one-off task (such tasks join only attachable networks). */
 export const ONEOFF_LABEL = 'yunstack.oneoff';

@@ -3,6 +3,7 @@ import { YunError, notFound } from '../../errors/errors.js';
 import type { StoredObject } from '../../store/store.js';
 import { taskName, type TaskData } from '../../services/task.js';
 import type { ManagerContext } from '../context.js';
+import { pipeTty } from '../tty.js';
 import {
   buildListQuery, commonMeta, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
   principal, requireRole, type ListQueryInput, type ListSpec,
@@ -115,27 +116,12 @@ export function taskRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   } as never, ((socket: import('ws').WebSocket, req: FastifyRequest) => {
     const target = (req as FastifyRequest & { ttyTask: { id: string; node: string } }).ttyTask;
     const q = req.query as { command: string[]; rows: number; cols: number };
-    let tty: ReturnType<typeof ctx.dispatcher.openTty> | undefined;
-    try {
-      tty = ctx.dispatcher.openTty(target.node, target.id, q.command, { rows: q.rows, cols: q.cols },
-        (b) => socket.send(b),
-        (code, error) => {
-          socket.send(JSON.stringify({ exit_code: code, ...(error ? { error } : {}) }));
-          socket.close(1000, 'exited');
-        });
-    } catch (e) {
-      socket.send(JSON.stringify({ exit_code: -1, error: (e as Error).message }));
-      socket.close(1011, 'failed');
-      return;
-    }
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
-      if (isBinary) { tty!.input(data); return; }
-      try {
-        const m = JSON.parse(data.toString()) as { resize?: { rows: number; cols: number } };
-        if (m.resize) tty!.resize(m.resize.rows, m.resize.cols);
-      } catch { /* ignore malformed control frames */ }
-    });
-    socket.on('close', () => tty?.close());
+    pipeTty(socket, () => ctx.dispatcher.openTty(target.node, target.id, q.command, { rows: q.rows, cols: q.cols },
+      (b) => socket.send(b),
+      (code, error) => {
+        socket.send(JSON.stringify({ exit_code: code, ...(error ? { error } : {}) }));
+        socket.close(1000, 'exited');
+      }));
   }) as never);
 
   app.post('/v1/tasks/:id/exec', {
