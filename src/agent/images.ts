@@ -3,6 +3,7 @@ import type { ImageInfo } from '../drivers/driver.js';
 import type { ImageStoreApi } from '../images/store.js';
 import type { Manifest } from '../images/oci.js';
 import { formatSize } from '../util/size.js';
+import { VM_MT } from '../images/vm-image.js';
 
 /** Fetches a blob from wherever this node gets images (its manager). */
 export type BlobFetcher = (digest: string) => Promise<NodeJS.ReadableStream>;
@@ -44,9 +45,25 @@ export class NodeImages {
       }
       done += b.size;
     }
+    const rec = await this.store.image(digest);
+    if (rec.kind === 'vm' && rec.vm) {
+      const layer = (mt: string) => rec.manifest.layers.find((l) => l.mediaType === mt);
+      const disk = layer(VM_MT.qcow2) ?? layer(VM_MT.raw);
+      if (!disk) throw new Error(`VM image ${ref} (${digest}) has no disk layer`);
+      const kernel = layer(VM_MT.kernel);
+      const initrd = layer(VM_MT.initrd);
+      return {
+        ref, digest, kind: 'vm', rootfs: '', config: { entrypoint: [], cmd: [], env: [], workdir: '', user: '' },
+        vm: {
+          disk: this.store.blobPath(disk.digest), disk_format: rec.vm.disk_format,
+          ...(kernel ? { kernel: this.store.blobPath(kernel.digest) } : {}), ...(initrd ? { initrd: this.store.blobPath(initrd.digest) } : {}),
+          ...(rec.vm.cmdline ? { cmdline: rec.vm.cmdline } : {}), min_disk_bytes: Math.max(rec.vm.min_disk_bytes, rec.vm.virtual_size), min_ram_bytes: rec.vm.min_ram_bytes,
+        },
+        exportDockerArchive: () => Promise.reject(new Error(`${ref} is a VM image: it has no docker archive`)),
+      };
+    }
     progress(`unpacking image ${ref}`);
     const rootfs = await this.store.rootfs(digest);
-    const rec = await this.store.image(digest);
     const c = rec.config.config ?? {};
     return {
       ref, digest, kind: 'container', rootfs,

@@ -2,10 +2,11 @@ import type { Driver, DriverFingerprint } from './driver.js';
 import { OciDriver } from './oci/oci-driver.js';
 import { DockerDriver } from './docker/docker-driver.js';
 import { ProcessDriver } from './process/process-driver.js';
+import { QemuDriver } from './qemu/qemu-driver.js';
 
 /** Every driver this build knows; the agent offers those whose fingerprint says available. */
 export function allDrivers(): Driver[] {
-  return [new ProcessDriver(), new OciDriver(), new DockerDriver()];
+  return [new ProcessDriver(), new OciDriver(), new DockerDriver(), new QemuDriver()];
 }
 
 export async function fingerprintAll(drivers: Driver[]): Promise<Record<string, DriverFingerprint>> {

@@ -64,6 +64,9 @@ export interface ImageRecord {
   config: ImageConfig;
   /** Sum of the config and layer blob sizes. */
   size: number;
+  /** `vm` for VM images (config and layers are the VM artifact's, see vm-image.ts). */
+  kind?: 'container' | 'vm';
+  vm?: import('./vm-image.js').VmConfig;
 }
 
 export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;

@@ -25,6 +25,8 @@ export interface ImageStoreApi {
   importArchive(path: string, progress?: ImportProgress, opts?: { repository?: string }): Promise<ImageRecord[]>;
   /** Make an image of a plain root file system (directory or tar, gzip allowed), like `docker import`. */
   importRootfs(path: string, opts: { name: string; cmd?: string[]; entrypoint?: string[]; env?: string[]; workdir?: string; user?: string }): Promise<ImageRecord>;
+  /** Make a VM image of a disk (and a kernel and initrd for direct kernel boot). */
+  importVmImage(files: { disk: string; kernel?: string; initrd?: string }, opts: { name: string; diskFormat: 'qcow2' | 'raw'; minDiskBytes?: number; minRamBytes?: number; cmdline?: string }): Promise<ImageRecord>;
   /** Parse an image whose blobs are all present. */
   image(manifestDigest: string): Promise<ImageRecord>;
   /** The image's root file system, made on first use (safe unpacking, whiteouts applied). */

@@ -13,9 +13,10 @@ import {
   principal, requireRole, toApi, type ListQueryInput, type ListSpec,
 } from '../http.js';
 import { nodeFromCertificate } from './agent.js';
+import { VM_MT } from '../../images/vm-image.js';
 
 const spec: ListSpec = {
-  filters: { name: 'name', repository: 'repository', tag: 'tag', digest: 'digest' },
+  filters: { name: 'name', repository: 'repository', tag: 'tag', digest: 'digest', kind: 'kind', disk_format: 'disk_format' },
   sortKeys: { name: 'name', created_at: 'created_at', size: 'size', id: 'id' },
   defaultSort: 'name',
 };
@@ -70,10 +71,20 @@ export async function resolveImage(ctx: ManagerContext, projectId: string, ref: 
 export function imageData(r: ImageRecord, name: string, source: string): Record<string, unknown> {
   const { repository, tag } = normalizeImageName(name);
   const c = r.config.config ?? {};
+  const vm = r.kind === 'vm' && r.vm ? r.vm : null;
   return {
     repository, tag, digest: r.digest, size: r.size, os: r.config.os, architecture: r.config.architecture, source,
     image_created: r.config.created ?? null,
-    config: { cmd: c.Cmd ?? [], entrypoint: c.Entrypoint ?? [], env: c.Env ?? [], workdir: c.WorkingDir ?? '', user: c.User ?? '', exposed_ports: Object.keys(c.ExposedPorts ?? {}) },
+    kind: vm ? 'vm' : 'container',
+    ...(vm
+      ? {
+          // Glance's names beside exact byte counts: min_disk in GiB, min_ram in MiB.
+          disk_format: vm.disk_format, container_format: 'bare', virtual_size: vm.virtual_size,
+          min_disk_bytes: vm.min_disk_bytes, min_ram_bytes: vm.min_ram_bytes,
+          min_disk: Math.ceil(vm.min_disk_bytes / 1024 ** 3), min_ram: Math.ceil(vm.min_ram_bytes / 1024 ** 2),
+          cmdline: vm.cmdline, boot: r.manifest.layers.some((l) => l.mediaType === VM_MT.kernel) ? 'kernel' : 'disk',
+        }
+      : { config: { cmd: c.Cmd ?? [], entrypoint: c.Entrypoint ?? [], env: c.Env ?? [], workdir: c.WorkingDir ?? '', user: c.User ?? '', exposed_ports: Object.keys(c.ExposedPorts ?? {}) } }),
     layers: r.manifest.layers.map((l) => ({ digest: l.digest, size: l.size, media_type: l.mediaType })),
   };
 }
@@ -142,6 +153,41 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       return { items: out };
     } finally {
       rmSync(path, { force: true });
+    }
+  });
+
+  app.post('/v1/images/import-disk', {
+    config: { action: 'image.import' },
+    bodyLimit: 64 * 1024 ** 3,
+    schema: {
+      tags: ['images'],
+      summary: 'Make a VM image of a disk (qcow2 or raw), sent as a tar holding `disk`, and for direct kernel boot `kernel` and `initrd`. The disk is checked against its format (a qcow2 must not name a backing file).',
+      querystring: {
+        type: 'object', additionalProperties: false, required: ['name', 'disk_format'],
+        properties: {
+          name: { type: 'string', maxLength: 255 },
+          disk_format: { type: 'string', enum: ['qcow2', 'raw'] },
+          min_disk: { type: 'integer', minimum: 0, maximum: 1024 * 1024, default: 0, description: 'Smallest root disk, GiB (Glance\'s min_disk).' },
+          min_ram: { type: 'integer', minimum: 0, maximum: 16 * 1024 * 1024, default: 0, description: 'Smallest RAM, MiB (Glance\'s min_ram).' },
+          cmdline: { type: 'string', maxLength: 4096, description: 'Kernel command line for direct kernel boot.' },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'import images');
+    const q = req.query as { name: string; disk_format: 'qcow2' | 'raw'; min_disk: number; min_ram: number; cmdline?: string };
+    checkImageName(q.name);
+    const path = await receive(req);
+    const dir = `${path}.d`;
+    try {
+      const files = await unpackDiskUpload(path, dir);
+      const r = await ctx.images.importVmImage(files, { name: normalizeImageName(q.name).name, diskFormat: q.disk_format, minDiskBytes: q.min_disk * 1024 ** 3, minRamBytes: q.min_ram * 1024 ** 2, ...(q.cmdline ? { cmdline: q.cmdline } : {}) });
+      const img = await upsert(p.project.id, r, q.name, 'disk');
+      req.auditTarget = img.id;
+      return created(reply, `/v1/images/${img.id}`, view(img));
+    } finally {
+      rmSync(path, { force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -273,6 +319,13 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     if (users.length) {
       throw new YunError('YUN_IN_USE', `Image ${img.name} is used by service${users.length > 1 ? 's' : ''} ${users.map((s) => `"${s.name}"`).join(', ')}`, { hint: 'Remove those services, or update them to another image, first.' });
     }
+    // A VM's disk is an overlay on its image's disk: the content must stay while a server uses it.
+    const servers = sameDigest.length <= 1 ? (await ctx.store.list('server', { limit: 100000, filters: [{ field: 'image.digest', op: 'eq', value: digest }] })).items : [];
+    if (servers.length) {
+      const p = principal(req);
+      const names = servers.map((s) => (p.cloudAdmin || s.project_id === img.project_id ? `"${s.name}"` : 'a server of another project'));
+      throw new YunError('YUN_IN_USE', `Image ${img.name} is the root disk of server${servers.length > 1 ? 's' : ''} ${names.join(', ')}`, { hint: 'Delete those servers, or rebuild them from another image, first.' });
+    }
     await ctx.store.delete({ kind: 'image', id: img.id });
     if (sameDigest.length <= 1) {
       const keep = (await ctx.store.list('image', { limit: 100000 })).items.map((i) => i.data.digest as string);
@@ -303,4 +356,33 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     return reply.send(createReadStream(path));
   });
   void GLOBAL;
+}
+
+/** The files of a VM image upload: a tar of regular files named disk, kernel, initrd (nothing else). */
+async function unpackDiskUpload(tarPath: string, dir: string): Promise<{ disk: string; kernel?: string; initrd?: string }> {
+  const tar = await import('tar');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const allowed = new Set(['disk', 'kernel', 'initrd']);
+  const refused: string[] = [];
+  try {
+    await tar.x({
+      file: tarPath, cwd: dir, strict: true,
+      filter: (p, entry) => {
+        const name = p.replace(/^\.\//, '');
+        const ok = allowed.has(name) && (entry as { type?: string }).type === 'File';
+        if (!ok && name !== '' && name !== '.') refused.push(name);
+        return ok;
+      },
+    });
+  } catch (e) {
+    throw new YunError('YUN_IMAGE_INVALID', `The upload is not a tar of the disk (and kernel, initrd): ${(e as Error).message}`, { hint: 'Use `yun image import --disk-format FORMAT DISK` (the CLI makes the tar).' });
+  }
+  if (refused.length) throw new YunError('YUN_IMAGE_INVALID', `The upload holds ${refused.map((r) => JSON.stringify(r)).join(', ')}; a VM image upload holds only regular files named disk, kernel and initrd`, { hint: 'Use `yun image import --disk-format FORMAT DISK [--kernel K --initrd I]`.' });
+  const { existsSync } = await import('node:fs');
+  const at = (n: string) => (existsSync(join(dir, n)) ? join(dir, n) : undefined);
+  const disk = at('disk');
+  if (!disk) throw new YunError('YUN_IMAGE_INVALID', 'The upload has no file named disk', { hint: 'Use `yun image import --disk-format FORMAT DISK`.' });
+  const kernel = at('kernel');
+  const initrd = at('initrd');
+  return { disk, ...(kernel ? { kernel } : {}), ...(initrd ? { initrd } : {}) };
 }
