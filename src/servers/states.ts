@@ -71,7 +71,7 @@ function actionProblem(a: ServerAction, d: Pick<ServerData, 'vm_state' | 'task_s
   if (a === 'delete') return null; // always, even during another action (as Nova)
   if (d.task_state !== null) return `an action is in progress (task_state ${d.task_state})`;
   if (!ACTIONS[a].from.includes(d.vm_state)) return `it is ${STATUS[d.vm_state].rest}`;
-  if (d.node_id === null && a !== 'rebuild') return 'it has no node';
+  if (d.node_id === null) return 'it was never placed on a node (delete it and create it again)';
   return null;
 }
 

@@ -81,6 +81,7 @@ const PIDFILE = 'qemu.pid';
 const STDERR = 'stderr.log';
 const SAVED = 'saved-';
 const MiB = 1024 ** 2;
+const POWER_BUTTON_RETRY_MS = 2000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const exists = (p: string) => access(p).then(() => true, () => false);
@@ -163,7 +164,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     return {
       available: true,
       attributes: { qemu: h.version!, qemu_path: h.qemu!, accel: h.accel, kvm: h.kvm?.detail ?? 'not probed (accel tcg forced)', machines: 'microvm (kernel images), q35 (disk images)' },
-      ...(h.accel === 'kvm' ? {} : { missing_features: { kvm: `VMs run under TCG (software emulation) on this node: KVM ${h.kvm?.detail ?? 'is turned off'}` } }),
+      ...(h.accel === 'kvm' ? {} : { missing_features: { kvm: `VMs run under TCG (software emulation) on this node: ${h.kvm?.detail ?? 'KVM is turned off (accel tcg)'}` } }),
     };
   }
 
@@ -333,15 +334,21 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
       return;
     }
     if (graceMs > 0) {
+      // The power button, pressed again every 2 s: a guest still booting has no one listening to
+      // it yet (Nova retries a clean shutdown the same way).
+      const deadline = Date.now() + graceMs;
       try {
-        await withQmp(join(h.dir, QMP), async (q) => {
-          const st = await q.execute<{ status: string }>('query-status');
-          if (st.status === 'paused') await q.execute('cont');
-          await q.execute('system_powerdown');
-        }, 3000);
-        if (await this.waitExit(h, graceMs)) return;
+        while (Date.now() < deadline) {
+          await withQmp(join(h.dir, QMP), async (q) => {
+            const st = await q.execute<{ status: string }>('query-status');
+            if (st.status === 'paused') await q.execute('cont');
+            await q.execute('system_powerdown');
+          }, 3000);
+          if (await this.waitExit(h, Math.min(POWER_BUTTON_RETRY_MS, deadline - Date.now()))) return;
+        }
       } catch {
-        /* QMP gone: kill */
+        // QMP gone: qemu is on its way out (or hung); give it what is left of the grace period.
+        if (await this.waitExit(h, Math.max(0, deadline - Date.now()))) return;
       }
     }
     await this.kill(h);

@@ -43,8 +43,14 @@ export class Qmp {
           s.once('error', reject);
         });
         const q = new Qmp(sock);
-        await q.greeting(Math.max(1000, deadline - Date.now()));
-        await q.execute('qmp_capabilities');
+        try {
+          await q.greeting(Math.max(1000, deadline - Date.now()));
+          await q.execute('qmp_capabilities');
+        } catch (e) {
+          // QEMU serves one monitor client at a time: a connection left open would block all others.
+          q.close();
+          throw e;
+        }
         return q;
       } catch (e) {
         last = (e as Error).message;

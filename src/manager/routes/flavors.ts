@@ -44,12 +44,18 @@ const createBody = {
   },
 } as const;
 
-/** A flavor by id or name, if the caller's project may use it (another project's private flavor is a 404). */
-export async function findFlavor(ctx: { store: Store }, req: FastifyRequest, ref: string): Promise<StoredObject> {
+/**
+ * A flavor by id or name, if the caller's project may use it (another project's private flavor is
+ * as absent): a 404, or, for a flavor named in a request body (`field`), a 400 on that field.
+ */
+export async function findFlavor(ctx: { store: Store }, req: FastifyRequest, ref: string, field?: string): Promise<StoredObject> {
   const p = principal(req);
   const f = (await ctx.store.get('flavor', ref)) ?? (await ctx.store.getByName('flavor', GLOBAL, ref));
   if (!f || (!p.cloudAdmin && !flavorAllowed(f.data as FlavorData, p.project.id))) {
-    throw new YunError('YUN_NOT_FOUND', `No flavor "${ref}" exists that project "${p.project.name}" may use`, { hint: 'List the flavors you can use with `yun flavor ls`.', extra: { kind: 'flavor' } });
+    const detail = `No flavor "${ref}" exists that project "${p.project.name}" may use`;
+    const hint = 'List the flavors you can use with `yun flavor ls`.';
+    if (field) throw new YunError('YUN_VALIDATION_FAILED', detail, { hint, extra: { field } });
+    throw new YunError('YUN_NOT_FOUND', detail, { hint, extra: { kind: 'flavor' } });
   }
   return f;
 }

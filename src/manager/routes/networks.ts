@@ -145,6 +145,12 @@ export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     requireRole(req, 'member', 'remove networks');
     const n = await find(req, (req.params as { id: string }).id);
     req.auditTarget = n.id;
+    const servers = (await ctx.store.list('server', { limit: 100000 })).items.filter((s) => (s.data as { networks: { id: string }[] }).networks.some((x) => x.id === n.id));
+    if (servers.length > 0) {
+      const p = principal(req);
+      const names = servers.map((s) => (p.cloudAdmin || s.project_id === p.project.id ? `"${s.name}"` : 'a server of another project'));
+      throw new YunError('YUN_IN_USE', `Network "${n.name}" is in use by server${servers.length === 1 ? '' : 's'} ${names.join(', ')}`, { hint: `Delete ${servers.length === 1 ? 'that server' : 'those servers'} (\`yun server rm\`) first.` });
+    }
     const users = await servicesOnNetwork(ctx, n.id);
     if (users.length > 0) {
       const p = principal(req);

@@ -126,9 +126,14 @@ export function projectRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const proj = await findVisible(req, (req.params as { id: string }).id);
     req.auditTarget = proj.id;
     if (proj.name === ADMIN_PROJECT) throw new YunError('YUN_FORBIDDEN', 'The admin project cannot be removed', { hint: '' });
-    const usage = await projectUsage(ctx.store, proj.id);
-    if (usage.services > 0) {
-      throw new YunError('YUN_IN_USE', `Project "${proj.name}" still has ${usage.services} service(s)`, { hint: 'Remove them first (`yun service ls --project-id ID` as an administrator).' });
+    // A project goes only when nothing of it is left (its servers would run on, orphaned).
+    const left: string[] = [];
+    for (const [kind, label] of [['service', 'service'], ['server', 'server'], ['network', 'network'], ['image', 'image'], ['keypair', 'key pair']] as const) {
+      const n = (await ctx.store.list(kind, { limit: 1, projects: [proj.id], withCount: true })).count ?? 0;
+      if (n > 0) left.push(`${n} ${label}${n === 1 ? '' : 's'}`);
+    }
+    if (left.length) {
+      throw new YunError('YUN_IN_USE', `Project "${proj.name}" still has ${left.join(', ')}`, { hint: 'Remove them first (list them as an administrator with `yun server ls --all-projects`, `yun service ls`, … `--project-id ID`).' });
     }
     const version = writeVersion(req, undefined, false);
     const assignments = await ctx.store.list('role_assignment', { limit: 1000, projects: [proj.id] });

@@ -174,7 +174,7 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     if (await ctx.store.getByName('service', p.project.id, b.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A service named "${b.name}" already exists in project "${p.project.name}": a server and a service share names in the project's DNS`, { hint: 'Choose another name.' });
     }
-    const fl = await findFlavor(ctx, req, b.flavor);
+    const fl = await findFlavor(ctx, req, b.flavor, 'body/flavor');
     const flavor = flavorSnapshot(fl.id, fl.name, fl.data as FlavorData);
     const image = await resolveServerImage(p.project.id, b.image, 'body/image');
     const driver = b.driver ?? (image.kind === 'vm' ? 'qemu' : 'oci');
@@ -297,7 +297,7 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         return { image };
       }
       if (b.action === 'resize') {
-        const fl = await findFlavor(ctx, req, b.flavor!);
+        const fl = await findFlavor(ctx, req, b.flavor!, 'body/flavor');
         if (fl.id === d.flavor.id) throw new YunError('YUN_VALIDATION_FAILED', `Server "${s.name}" already has flavor ${fl.name}`, { extra: { field: 'body/flavor' }, hint: 'Resize to another flavor.' });
         const flavor = flavorSnapshot(fl.id, fl.name, fl.data as FlavorData);
         checkFits(flavor, d.image);

@@ -155,6 +155,9 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     if (await ctx.store.getByName('service', p.project.id, body.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A service named "${body.name}" already exists in project "${p.project.name}"`, { hint: 'Choose another name, update the existing service (`yun service update`), or remove it first.' });
     }
+    if (await ctx.store.getByName('server', p.project.id, body.name)) {
+      throw new YunError('YUN_NAME_CONFLICT', `A server named "${body.name}" already exists in project "${p.project.name}": a service and a server share names in the project's DNS`, { hint: 'Choose another name.' });
+    }
     const usage = quotaUsage(s, await nodeCount());
     await checkQuota(ctx.store, p.project, { services: 1, tasks: usage.tasks, cpu: usage.cpu, memory: usage.memory });
     const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
