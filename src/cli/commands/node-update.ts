@@ -5,11 +5,13 @@ const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,99}$/;
 
 export default defineCommand({
   path: ['node', 'update'],
-  summary: 'Change a node\'s availability (active, pause, drain) or labels.',
+  summary: 'Change a node\'s availability (active, pause, drain), labels, or allocation ratios for servers.',
   configure: (c) => c.argument('<node>', 'name or id')
     .option('--availability <state>', 'active | pause (no new tasks) | drain (move tasks off)')
     .option('--label-add <key=value>', 'add or change a label (repeatable)', collect)
     .option('--label-rm <key>', 'remove a label (repeatable)', collect)
+    .option('--cpu-allocation-ratio <n>', 'servers: vCPUs per CPU of this node (default 16)')
+    .option('--ram-allocation-ratio <n>', 'servers: RAM overcommit of this node (default 1.5)')
     .option('--json', 'print the node as JSON'),
   parse: (a, o) => {
     const availability = o.availability as string | undefined;
@@ -24,10 +26,17 @@ export default defineCommand({
       add[key] = i < 0 ? '' : l.slice(i + 1);
     }
     const rm = (o.labelRm as string[] | undefined) ?? [];
-    if (availability === undefined && Object.keys(add).length === 0 && rm.length === 0) {
-      throw usage('Nothing to change: give --availability, --label-add or --label-rm');
+    const ratios: { cpu?: number; ram?: number } = {};
+    for (const [flag, key] of [['cpuAllocationRatio', 'cpu'], ['ramAllocationRatio', 'ram']] as const) {
+      if (o[flag] === undefined) continue;
+      const n = Number(o[flag]);
+      if (!Number.isFinite(n) || n < 0.1) throw usage(`--${key}-allocation-ratio must be a number of at least 0.1, not "${String(o[flag])}"`);
+      ratios[key] = n;
     }
-    return { ref: a[0]!, availability, add, rm, json: Boolean(o.json) };
+    if (availability === undefined && Object.keys(add).length === 0 && rm.length === 0 && Object.keys(ratios).length === 0) {
+      throw usage('Nothing to change: give --availability, --label-add, --label-rm or an allocation ratio');
+    }
+    return { ref: a[0]!, availability, add, rm, ratios, json: Boolean(o.json) };
   },
   async run(i, ctx) {
     const api = ctx.client();
@@ -38,6 +47,7 @@ export default defineCommand({
       const node = await api.get<{ version: number; labels: Record<string, string> }>(path);
       const body: Record<string, unknown> = { version: node.version };
       if (i.availability) body.availability = i.availability;
+      if (Object.keys(i.ratios).length) body.allocation_ratios = i.ratios;
       if (Object.keys(i.add).length || i.rm.length) {
         const labels = { ...node.labels, ...i.add };
         for (const k of i.rm) delete labels[k];

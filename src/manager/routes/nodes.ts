@@ -63,13 +63,18 @@ export function nodeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   app.patch('/v1/nodes/:id', {
     config: { action: 'node.update' },
     schema: {
-      tags: ['cluster'], summary: 'Change a node\'s availability (active, pause, drain) or labels (cloud administrators).', params: idParams, querystring: noQuery,
+      tags: ['cluster'], summary: 'Change a node\'s availability (active, pause, drain), labels, or allocation ratios for servers (cloud administrators).', params: idParams, querystring: noQuery,
       body: {
         type: 'object', additionalProperties: false,
         properties: {
           version: { type: 'integer', minimum: 1 },
           availability: { type: 'string', enum: ['active', 'pause', 'drain'] },
           labels: labelsSchema,
+          allocation_ratios: {
+            type: 'object', additionalProperties: false,
+            description: 'How far servers may overcommit this node: vCPUs per CPU (default 16) and RAM (default 1.5×), as Nova\'s allocation ratios.',
+            properties: { cpu: { type: 'number', minimum: 0.1, maximum: 1000 }, ram: { type: 'number', minimum: 0.1, maximum: 100 } },
+          },
         },
       },
       response: { 200: nodeSchema },
@@ -77,7 +82,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   }, async (req) => {
     requireCloudAdmin(req, 'change nodes');
     const { id } = req.params as { id: string };
-    const b = req.body as { version?: number; availability?: string; labels?: Record<string, string> };
+    const b = req.body as { version?: number; availability?: string; labels?: Record<string, string>; allocation_ratios?: { cpu?: number; ram?: number } };
     const n = await find(id);
     if (!n) throw notFound('node', id);
     req.auditTarget = n.id;
@@ -85,6 +90,7 @@ export function nodeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const data = { ...n.data };
     if (b.availability !== undefined) data.availability = b.availability;
     if (b.labels !== undefined) data.labels = b.labels;
+    if (b.allocation_ratios !== undefined) data.allocation_ratios = { ...((data.allocation_ratios as object | undefined) ?? {}), ...b.allocation_ratios };
     return view(await ctx.store.update({ kind: 'node', id: n.id, version, data }));
   });
 
