@@ -269,6 +269,10 @@ export class Agent {
               checks.push(f.available
                 ? { name: `driver ${name}`, status: 'pass', detail: Object.entries(f.attributes ?? {}).map(([k, v]) => `${k}=${v}`).join(' ') || 'available' }
                 : { name: `driver ${name}`, status: 'warn', detail: f.reason ?? 'unavailable', fix: 'Tasks needing this driver are placed on other nodes.' });
+              // What an available driver cannot offer here (e.g. KVM): said on a line of its own.
+              for (const [feature, why] of Object.entries(f.available ? f.missing_features ?? {} : {})) {
+                checks.push({ name: `${name}: ${feature}`, status: 'warn', detail: why, fix: `What needs ${feature} (a flavor with hw:accel=kvm, for KVM) is placed on other nodes; the rest runs here without it.` });
+              }
             }
             ch.send({ type: 'doctor_result', req_id: m.req_id, checks });
           })
