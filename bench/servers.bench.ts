@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { buildTinyVm, type TinyVmBuild } from '../src/images/tinyvm/build.js';
+import { tcgKernelArgs } from '../src/drivers/qemu/tcg.js';
 import { ROOT, YUN_BIN, pct, row, startCloudProcess, type CloudProcess } from './lib/cloud-process.js';
 
 const BOOTS = Number(process.env.YUN_BENCH_BOOTS ?? 20);
@@ -69,7 +70,7 @@ async function bareQemu(tiny: TinyVmBuild, dir: string, accel: string, n: number
     const t0 = performance.now();
     const ms = await new Promise<number>((resolve, reject) => {
       const q = spawn('qemu-system-x86_64', ['-M', 'microvm,acpi=on', '-accel', accel, '-m', '512', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-serial', 'stdio',
-        '-drive', `id=root,file=${disk},format=qcow2,if=none`, '-device', 'virtio-blk-device,drive=root', '-kernel', tiny.kernel, '-initrd', tiny.initrd, '-append', tiny.cmdline], { stdio: ['ignore', 'pipe', 'pipe'] });
+        '-drive', `id=root,file=${disk},format=qcow2,if=none`, '-device', 'virtio-blk-device,drive=root', '-kernel', tiny.kernel, '-initrd', tiny.initrd, '-append', [tiny.cmdline, ...(accel === 'tcg' ? tcgKernelArgs() : [])].join(' ')], { stdio: ['ignore', 'pipe', 'pipe'] });
       let buf = '';
       const timer = setTimeout(() => { q.kill('SIGKILL'); reject(new Error('bare qemu: no init within 120 s')); }, 120_000);
       q.stdout.on('data', (b: Buffer) => {

@@ -42,6 +42,7 @@ import { probeKvm, type KvmProbe } from './kvm-probe.js';
 import { withQmp } from './qmp.js';
 import { seedSupport, writeSeedImage, type SeedData } from './seed.js';
 import { deleteTaps, ensureTaps } from './tap.js';
+import { tcgKernelArgs } from './tcg.js';
 
 export interface QemuDriverOptions {
   /** qemu-system-x86_64 (default: on PATH). */
@@ -243,7 +244,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
         '-netdev', `tap,id=net${i},ifname=${h.taps[i]},script=no,downscript=no`,
         '-device', `virtio-net-${dev},netdev=net${i}${n.mac ? `,mac=${n.mac}` : ''}`,
       ]),
-      ...(kernelBoot ? ['-kernel', vm.kernel!, '-initrd', vm.initrd!, '-append', vm.cmdline ?? 'console=ttyS0 panic=-1'] : ['-boot', 'c']),
+      ...(kernelBoot ? ['-kernel', vm.kernel!, '-initrd', vm.initrd!, '-append', [vm.cmdline ?? 'console=ttyS0 panic=-1', ...(h.accel === 'tcg' ? tcgKernelArgs() : [])].join(' ')] : ['-boot', 'c']),
       ...extra,
     ];
     const sup = await startSupervised(dir, [host.qemu!, ...args], { stdout: STDERR, stderr: STDERR, what: 'the VM' });

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireOrSkip } from '../../drivers/conformance.js';
 import { renderMetaData, renderNetworkConfig, seedSupport, validateSeed, writeSeedImage, type SeedData } from '../../drivers/qemu/seed.js';
-import { buildTinyVm, defaultTinyVmDir, findTool, tinyVmSupport, TINYVM_CMDLINE, TINYVM_DISK_BYTES, type TinyVmBuild } from './build.js';
+import { buildTinyVm, defaultTinyVmDir, findTool, hostTscKhz, tcgKernelArgs, tinyVmSupport, TINYVM_CMDLINE, TINYVM_DISK_BYTES, type TinyVmBuild } from './build.js';
 import { YAML_AWK } from './guest.js';
 
 const BOOT_MS = 60_000;
@@ -33,6 +33,13 @@ const tmp = (prefix = 'yun-tinyvm-') => {
   return d;
 };
 
+/**
+ * A console line without terminal escapes (ash asks for the cursor position at each prompt) and
+ * without the root shell's prompts that background output (user-data, shutdown) may follow.
+ */
+// eslint-disable-next-line no-control-regex
+const clean = (line: string) => line.replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/^(?:\S* # )+/, '');
+
 /** One qemu process: its console (serial on stdio) with the time each line arrived. */
 class Vm {
   readonly proc: ChildProcess;
@@ -48,7 +55,7 @@ class Vm {
     const take = (chunk: Buffer) => {
       const parts = (this.partial + chunk.toString('utf8')).split(/\r?\n/);
       this.partial = parts.pop() ?? '';
-      for (const p of parts) this.lines.push({ ms: Date.now() - this.started, text: p.replace(/\r/g, '') });
+      for (const p of parts) this.lines.push({ ms: Date.now() - this.started, text: clean(p) });
     };
     this.proc.stdout!.on('data', take);
     this.proc.stderr!.on('data', take);
@@ -56,7 +63,7 @@ class Vm {
     this.exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {
         this.exitedAt = Date.now();
-        if (this.partial) this.lines.push({ ms: Date.now() - this.started, text: this.partial });
+        if (this.partial) this.lines.push({ ms: Date.now() - this.started, text: clean(this.partial) });
         this.partial = '';
         vms.delete(this);
         resolve({ code, signal, ms: this.exitedAt - this.started });
@@ -143,7 +150,7 @@ function boot(build: TinyVmBuild, name: string, opts: { disk: string; seed?: str
   const args = [
     '-M', 'microvm,acpi=on', '-accel', 'tcg', '-m', '256', '-smp', '1',
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-serial', 'stdio',
-    '-kernel', build.kernel, '-initrd', build.initrd, '-append', build.cmdline,
+    '-kernel', build.kernel, '-initrd', build.initrd, '-append', [build.cmdline, ...tcgKernelArgs()].join(' '),
     '-drive', `id=root,file=${opts.disk},format=qcow2,if=none`, '-device', 'virtio-blk-device,drive=root',
     // A NIC on a hub with no other port: the guest has an interface, and nothing leaves.
     '-netdev', 'hubport,id=n0,hubid=0', '-device', `virtio-net-device,netdev=n0,mac=${MAC}`,
@@ -250,7 +257,7 @@ describe('tinyvm image', () => {
     assert.deepEqual(x, y);
     assert.equal(x.dir, out);
     assert.equal(logs.filter((l) => l.startsWith('built tinyvm')).length, 1, `one build, the other waited and used it:\n${logs.join('\n')}`);
-    assert.ok(logs.some((l) => l.includes('stale build lock')), logs.join('\n'));
+    assert.ok(logs.some((l) => l.includes('removed the stale build lock')), logs.join('\n'));
     assert.ok(!existsSync(join(out, '.lock')), 'the lock is released');
     assert.ok(!existsSync(join(out, `.build-${2 ** 22 + 12345}-dead`)), 'leftovers of dead builds are removed');
     assert.equal(statSync(x.diskRaw).size, TINYVM_DISK_BYTES);
@@ -344,7 +351,9 @@ describe('tinyvm image', () => {
     await writeSeedImage(seed, { instanceId: 'i-cc', hostname: 'cc', publicKeys: [], userData: '#cloud-config\npackages: [nginx]\n' });
     const vm2 = boot(b, 'cloudconfig', { disk: overlay(b, dir, 'cc'), seed, dir });
     try {
-      await vm2.waitFor(/^YUN-GUEST seed instance-id=i-cc hostname=cc address=\S+ keys=0$/);
+      // No network-config: DHCP, which nobody answers on the hub.
+      await vm2.waitFor(/^YUN-GUEST seed warning: DHCP on eth0 failed/);
+      await vm2.waitFor(/^YUN-GUEST seed instance-id=i-cc hostname=cc address=none keys=0$/);
       await vm2.waitFor(/^YUN-GUEST user-data ignored: only #! scripts are supported by tinyvm$/);
       await vm2.waitFor(/^YUN-GUEST ready$/);
       await powerdown(vm2, dir);
@@ -367,6 +376,17 @@ describe('tinyvm image', () => {
     } finally {
       await vm.kill();
     }
+  });
+});
+
+describe('tinyvm TCG kernel arguments', () => {
+  it('take the TSC rate from the model name, else cpu MHz, and only for a constant TSC', () => {
+    const intel = 'model name\t: Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz\ncpu MHz\t\t: 1200.000\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\n';
+    assert.equal(hostTscKhz(intel), 2_600_000);
+    assert.deepEqual(tcgKernelArgs(intel), ['tsc_early_khz=2600000']);
+    assert.equal(hostTscKhz('model name\t: AMD EPYC\ncpu MHz\t\t: 2596.122\nflags\t\t: fpu tsc constant_tsc tsc_known_freq\n'), 2_596_122);
+    assert.equal(hostTscKhz('model name\t: Old\ncpu MHz\t\t: 800.000\nflags\t\t: fpu tsc\n'), undefined);
+    assert.deepEqual(tcgKernelArgs('flags\t\t: fpu tsc\n'), []);
   });
 });
 
@@ -449,15 +469,16 @@ describe('cloud-init seed (drivers/qemu/seed.ts)', () => {
     ]);
     // Hand-written seeds: flow lists and maps, comments, single quotes, a top-level network: key, lists of maps.
     assert.deepEqual(
-      flat("# c\nnetwork:\n  version: 2\n  ethernets:\n    id0:\n      addresses: [10.0.0.9/8, '10.1.0.9/16']  # two\n      routes:\n        - to: default\n          via: 10.0.0.1\n      nameservers: {search: [a.test], addresses: [1.1.1.1]}\nx: |\n  block\n  text\ny: 'it''s'\n"),
+      flat("# c\nnetwork:\n  version: 2\n  ethernets:\n    id0:\n      addresses: [10.0.0.9/8, '10.1.0.9/16']  # two\n      routes:\n        - to: default\n          via: 10.0.0.1\n      nameservers: {search: [a.test], addresses: [1.1.1.1, \"8.8.8.8\"]}\nx: |\n  block\n  text\ny: 'it''s'\n"),
       [
         'network.version=2',
         'network.ethernets.id0.addresses[]=10.0.0.9/8',
         'network.ethernets.id0.addresses[]=10.1.0.9/16',
         'network.ethernets.id0.routes.0.to=default',
         'network.ethernets.id0.routes.0.via=10.0.0.1',
-        'network.ethernets.id0.nameservers.search=[a.test]',
-        'network.ethernets.id0.nameservers.addresses=[1.1.1.1]',
+        'network.ethernets.id0.nameservers.search[]=a.test',
+        'network.ethernets.id0.nameservers.addresses[]=1.1.1.1',
+        'network.ethernets.id0.nameservers.addresses[]=8.8.8.8',
         "y=it's",
       ],
     );
@@ -473,7 +494,7 @@ describe('cloud-init seed (drivers/qemu/seed.ts)', () => {
     assert.ok(!existsSync(`${img}.tmp`));
     assert.equal(statSync(img).size, 1024 * 1024);
     const env = { ...process.env, MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
-    const mtype = (name: string) => execFileSync(findTool('mtype')!, ['-i', img, `::/${name}`], { env, encoding: 'utf8' });
+    const mtype = (name: string) => execFileSync(findTool('mtype')!, ['-i', img, `::/${name}`], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     assert.equal(mtype('meta-data'), renderMetaData(good));
     assert.equal(mtype('user-data'), userData.toString());
     assert.equal(mtype('network-config'), renderNetworkConfig({ ...good, network: 'dhcp' }));

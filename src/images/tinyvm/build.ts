@@ -108,6 +108,9 @@ export function defaultTinyVmDir(): string {
   return join(projectRoot(), 'build', 'tinyvm');
 }
 
+// TCG boots: see src/drivers/qemu/tcg.ts (the driver adds the argument to every TCG boot).
+export { hostTscKhz, tcgKernelArgs } from '../../drivers/qemu/tcg.js';
+
 // ---------------------------------------------------------------------------------------------
 // tools
 
@@ -128,7 +131,7 @@ export function findTool(name: string): string | undefined {
 }
 
 /** Runs a tool with an argument array; failures carry the command line, the exit status and the tool's full output. */
-export async function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
+export async function runTool(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
     execFile(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err) {
@@ -309,7 +312,7 @@ async function cachedKernel(cacheDir: string): Promise<KernelSource | undefined>
 export async function concreteKernelPackage(): Promise<string> {
   const aptCache = findTool('apt-cache');
   if (!aptCache) throw new Error('apt-cache is not available (not a Debian system?): cannot find the cloud kernel package');
-  const { stdout } = await run(aptCache, ['depends', KERNEL_META_PACKAGE]);
+  const { stdout } = await runTool(aptCache, ['depends', KERNEL_META_PACKAGE]);
   const m = /Depends:\s*(linux-image-\S+-cloud-amd64)\b/.exec(stdout);
   if (!m) throw new Error(`apt-cache depends ${KERNEL_META_PACKAGE} names no linux-image-*-cloud-amd64 package:\n${stdout.trim()}`);
   return m[1];
@@ -331,7 +334,7 @@ async function downloadKernel(cacheDir: string, log: (m: string) => void): Promi
     if (!deb) {
       const t = Date.now();
       log(`downloading ${pkg} (apt-get download) into ${cacheDir}`);
-      await run(aptGet, ['download', pkg], { cwd: work });
+      await runTool(aptGet, ['download', pkg], { cwd: work });
       const got = (await readdir(work)).find((n) => n.startsWith(`${pkg}_`) && n.endsWith('.deb'));
       if (!got) throw new Error(`apt-get download ${pkg} finished but left no ${pkg}_*.deb in ${work}`);
       await rename(join(work, got), join(cacheDir, got));
@@ -339,7 +342,7 @@ async function downloadKernel(cacheDir: string, log: (m: string) => void): Promi
       log(`downloaded ${deb} in ${Date.now() - t} ms`);
     }
     const x = join(work, 'x');
-    await run(dpkgDeb, ['-x', join(cacheDir, deb), x]);
+    await runTool(dpkgDeb, ['-x', join(cacheDir, deb), x]);
     if (!existsSync(join(x, 'boot', `vmlinuz-${version}`))) throw new Error(`${deb} has no boot/vmlinuz-${version}`);
     // Debian's merged /usr moves lib/ to usr/lib/ in newer packages.
     if (!existsSync(join(x, 'lib', 'modules', version)) && existsSync(join(x, 'usr', 'lib', 'modules', version))) {
@@ -350,6 +353,8 @@ async function downloadKernel(cacheDir: string, log: (m: string) => void): Promi
     const dest = join(cacheDir, `linux-${version}`);
     await rm(dest, { recursive: true, force: true });
     await rename(x, dest);
+    // The extracted tree is the cache; the package is not needed any more.
+    await rm(join(cacheDir, deb), { force: true });
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -382,7 +387,7 @@ function guestSha256(): string {
 async function mke2fsVersion(bin: string): Promise<string | undefined> {
   // `mke2fs -V` prints "mke2fs 1.47.0 (5-Feb-2023)" on stderr and exits 0.
   try {
-    const { stdout, stderr } = await run(bin, ['-V']);
+    const { stdout, stderr } = await runTool(bin, ['-V']);
     return /mke2fs (\d+\.\d+(\.\d+)?)/.exec(stderr + stdout)?.[1];
   } catch (e) {
     return /mke2fs (\d+\.\d+(\.\d+)?)/.exec(String(e))?.[1];
@@ -429,6 +434,30 @@ const pidAlive = (pid: number) => {
   }
 };
 
+/** Removes the lock at `path` if it still holds `holder`; true when it did. */
+async function breakStaleLock(path: string, holder: string): Promise<boolean> {
+  const guard = `${path}.break`;
+  let fh;
+  try {
+    fh = await open(guard, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // Another waiter is breaking it; a guard left by a crash (it is held for milliseconds) expires.
+    const st = await stat(guard).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > 10_000) await unlink(guard).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    return false;
+  }
+  try {
+    await fh.close();
+    if ((await readFile(path, 'utf8').catch(() => '')) !== holder) return false;
+    await unlink(path);
+    return true;
+  } finally {
+    await unlink(guard).catch(() => undefined);
+  }
+}
+
 async function lock(outDir: string, log: (m: string) => void, timeoutMs = 20 * 60_000): Promise<() => Promise<void>> {
   const path = join(outDir, '.lock');
   const me = JSON.stringify({ pid: process.pid, token: randomBytes(8).toString('hex'), since: new Date().toISOString() });
@@ -463,11 +492,10 @@ async function lock(outDir: string, log: (m: string) => void, timeoutMs = 20 * 6
     }
     const age = Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? Date.now());
     if ((Number.isInteger(pid) && !pidAlive(pid)) || (!Number.isInteger(pid) && age > 10_000)) {
-      // The holder is gone: take the lock over, unless it changed hands since we read it.
-      if ((await readFile(path, 'utf8').catch(() => '')) === holder) {
-        log(`removing the stale build lock of pid ${Number.isInteger(pid) ? pid : '?'} (${path})`);
-        await unlink(path).catch(() => undefined);
-      }
+      // The holder is gone: take the lock over. Only under `.lock.break`, and only when the lock is
+      // still the one we judged dead: two waiters must not both remove it (the second would remove
+      // the lock the first has just taken).
+      if (await breakStaleLock(path, holder)) log(`removed the stale build lock of pid ${Number.isInteger(pid) ? pid : '?'} (${path})`);
       continue;
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the tinyvm build of pid ${pid} (lock ${path})`);
@@ -631,7 +659,7 @@ async function build(
   const tmp = join(outDir, `.build-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp);
   try {
-    const applets = (await run(bb.path, ['--list-full'])).stdout.split('\n').map((s) => s.trim()).filter((a) => a && a !== 'bin/busybox');
+    const applets = (await runTool(bb.path, ['--list-full'])).stdout.split('\n').map((s) => s.trim()).filter((a) => a && a !== 'bin/busybox');
 
     let t = Date.now();
     const modules = await resolveModules(kernel.modulesDir, TINYVM_MODULES);
@@ -646,9 +674,9 @@ async function build(
     await mkdir(root);
     await buildRootfs(root, bb.data, applets);
     const raw = join(tmp, FILES.diskRaw);
-    await run(mke2fs, ['-q', '-t', 'ext4', '-L', guest.ROOT_LABEL, '-E', 'root_owner=0:0', '-d', root, raw, `${TINYVM_DISK_BYTES / 1024}k`]);
+    await runTool(mke2fs, ['-q', '-t', 'ext4', '-L', guest.ROOT_LABEL, '-E', 'root_owner=0:0', '-d', root, raw, `${TINYVM_DISK_BYTES / 1024}k`]);
     await rm(root, { recursive: true, force: true });
-    await run(qemuImg, ['convert', '-f', 'raw', '-O', 'qcow2', raw, join(tmp, FILES.disk)]);
+    await runTool(qemuImg, ['convert', '-f', 'raw', '-O', 'qcow2', raw, join(tmp, FILES.disk)]);
     log(`root disk: ext4 ${TINYVM_DISK_BYTES / 1024 / 1024} MiB labelled ${guest.ROOT_LABEL}, qcow2, in ${Date.now() - t} ms`);
 
     const size = async (name: string) => ({ name, bytes: (await stat(join(tmp, name))).size });

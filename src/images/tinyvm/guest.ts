@@ -142,14 +142,14 @@ function path(    p, k) {
   for (k = 1; k <= d; k++) p = p (k > 1 ? "." : "") key[k]
   return p
 }
-# A flow collection "[a, 'b']" or "{k: v, ...}" on one line.
-function flow(p, v,    op, cl, body, n, i, c, q, cur) {
+# A flow collection "[a, 'b']" or "{k: v, k2: [x, y]}" on one line.
+function flow(p, v,    op, cl, body, n, i, c, q, cur, depth) {
   op = substr(v, 1, 1); cl = (op == "[") ? "]" : "}"
   body = substr(v, 2)
   n = length(body)
   while (n > 0 && substr(body, n, 1) != cl) n--
   body = substr(body, 1, n - 1)
-  n = length(body); cur = ""; q = ""
+  n = length(body); cur = ""; q = ""; depth = 0
   for (i = 1; i <= n; i++) {
     c = substr(body, i, 1)
     if (q != "") {
@@ -159,17 +159,22 @@ function flow(p, v,    op, cl, body, n, i, c, q, cur) {
       continue
     }
     if (c == "\"" || c == "'") { q = c; cur = cur c; continue }
-    if (c == ",") { flowitem(p, op, cur); cur = ""; continue }
+    if (c == "[" || c == "{") depth++
+    if (c == "]" || c == "}") depth--
+    if (c == "," && depth == 0) { flowitem(p, op, cur); cur = ""; continue }
     cur = cur c
   }
   flowitem(p, op, cur)
 }
-function flowitem(p, op, t,    e) {
+function flowitem(p, op, t,    e, v) {
   sub(/^[ ]+/, "", t); sub(/[ ]+$/, "", t)
   if (t == "") return
-  if (op == "[") { print p "[]=" unquote(t); return }
+  if (op == "[") { if (t !~ /^[[{]/) print p "[]=" unquote(t); return }
   e = keyend(t)
-  if (e > 0) print p "." unquote(substr(t, 1, e - 1)) "=" unquote(substr(t, e + 1))
+  if (e == 0) return
+  v = substr(t, e + 1); sub(/^[ ]+/, "", v)
+  if (v ~ /^[[{]/) flow(p "." unquote(substr(t, 1, e - 1)), v)
+  else print p "." unquote(substr(t, 1, e - 1)) "=" unquote(v)
 }
 BEGIN { d = 0; skip = -1 }
 {
@@ -396,9 +401,11 @@ else
   done
   for nic in $dhcp_on; do
     ip link set "$nic" up
-    udhcpc -i "$nic" -n -q -t 3 -T 2 -s /usr/share/udhcpc/default.script > /run/tinyvm/udhcpc.log 2>&1 ||
-      echo "YUN-GUEST seed warning: DHCP on $nic failed"
-    [ "$address" = none ] && address=dhcp
+    if udhcpc -i "$nic" -n -q -t 3 -T 2 -s /usr/share/udhcpc/default.script > /run/tinyvm/udhcpc.log 2>&1; then
+      [ "$address" = none ] && address=dhcp
+    else
+      echo "YUN-GUEST seed warning: DHCP on $nic failed (no lease after 3 tries)"
+    fi
   done
 
   echo "YUN-GUEST seed instance-id=$iid hostname=$hn address=$address keys=$keys"
@@ -440,7 +447,8 @@ exit 0
 export const RC_K = sh`#!/bin/sh
 # tinyvm shutdown.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-echo "YUN-GUEST shutting down" > /dev/console
+# The leading newline ends a shell prompt the console may show, so the marker starts a line.
+printf '\nYUN-GUEST shutting down\n' > /dev/console
 for p in $(pidof httpd acpid udhcpc); do kill "$p" 2>/dev/null; done
 umount /run/cidata 2>/dev/null
 sync
