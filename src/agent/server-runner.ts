@@ -6,6 +6,7 @@ import type { ServerReport } from '../servers/server.js';
 import type { NodeImages } from './images.js';
 import type { OverlayHost } from './overlay.js';
 import type { RecordStore, ServerRecord } from './persist.js';
+import { StepQueue } from './step-queue.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -43,7 +44,7 @@ const STEP_WORDS: Record<Step['do'], string> = {
  * the instance behind the saved handle.
  */
 export class ServerRunner {
-  private chain: Promise<void> = Promise.resolve();
+  private readonly steps = new StepQueue((e) => this.host.log.error({ err: e, server_id: this.id }, 'server step failed'));
   /** A stop or suspend of ours is under way: the instance's end is expected. */
   private expectingExit = false;
   /** Bumped at every boot/resume/reattach: a wait of an older process is stale. */
@@ -60,15 +61,11 @@ export class ServerRunner {
   }
 
   private enqueue(step: () => Promise<void>): void {
-    this.chain = this.chain.then(step).catch((e) => this.host.log.error({ err: e, server_id: this.id }, 'server step failed'));
+    this.steps.enqueue(step);
   }
 
-  async settled(): Promise<void> {
-    let c: Promise<void>;
-    do {
-      c = this.chain;
-      await c;
-    } while (c !== this.chain);
+  settled(): Promise<void> {
+    return this.steps.settled();
   }
 
   private save(): void {

@@ -5,6 +5,7 @@ import { candidateDrivers } from '../scheduler/runner.js';
 import { isTerminal, stateRank, taskName, type TaskData, type TaskState, type TaskStatus } from '../services/task.js';
 import { HealthMonitor, probe } from './health.js';
 import { LogCollector } from './logs.js';
+import { StepQueue } from './step-queue.js';
 import type { TaskRecord, TaskStore } from './persist.js';
 import type { PortAllocator } from './ports.js';
 import type { NodeImages } from './images.js';
@@ -34,7 +35,7 @@ export interface RunnerHost {
  * restarted agent reattaches instead of starting the task again.
  */
 export class TaskRunner {
-  private chain: Promise<void> = Promise.resolve();
+  private readonly steps = new StepQueue((e) => this.host.log.error({ err: e, task_id: this.id }, 'task step failed'));
   private health?: HealthMonitor;
   private stopRequested = false;
   private waiting = false;
@@ -46,12 +47,8 @@ export class TaskRunner {
   }
 
   /** Resolves once every queued step has run. */
-  async settled(): Promise<void> {
-    let c: Promise<void>;
-    do {
-      c = this.chain;
-      await c;
-    } while (c !== this.chain);
+  settled(): Promise<void> {
+    return this.steps.settled();
   }
 
   get id(): string {
@@ -63,7 +60,7 @@ export class TaskRunner {
   }
 
   private enqueue(step: () => Promise<void>): void {
-    this.chain = this.chain.then(step).catch((e) => this.host.log.error({ err: e, task_id: this.id }, 'task step failed'));
+    this.steps.enqueue(step);
   }
 
   private setStatus(state: TaskState, patch: Partial<TaskStatus> = {}): void {

@@ -3,8 +3,8 @@
  * overlay root file system, and named network namespaces (`ip netns`, under /run/netns).
  */
 import { spawn } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
+import { findTool } from '../../util/which.js';
 import { join } from 'node:path';
 import { DriverError } from '../driver.js';
 import { errText } from '../common/exit.js';
@@ -57,17 +57,7 @@ export function runCommand(bin: string, args: string[], opts: { timeoutMs?: numb
 
 /** `PATH` lookup of a helper binary on the node (a name with a `/` is checked as it is). */
 export async function findOnPath(name: string): Promise<string | undefined> {
-  const dirs = name.includes('/') ? [undefined] : [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'])];
-  for (const d of dirs) {
-    const p = d === undefined ? name : join(d, name);
-    try {
-      await access(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
+  return findTool(name);
 }
 
 /** One line of output for an error message. */

@@ -9,10 +9,10 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { findTool } from '../../util/which.js';
 
 export interface SeedNetwork {
   /** The guest interface's MAC address (matched with `match: macaddress`). */
@@ -118,21 +118,6 @@ export function renderNetworkConfig(d: SeedData): string | undefined {
     if (search.length) lines.push('      search:', ...search.map((s) => `        - ${yamlQuote(s)}`));
   }
   return lines.join('\n') + '\n';
-}
-
-function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = join(d, name);
-    try {
-      const st = statSync(p);
-      if (st.isFile() && (st.mode & 0o111) !== 0) return p;
-    } catch {
-      /* not there */
-    }
-  }
-  return undefined;
 }
 
 const mkfsVfat = () => findTool('mkfs.vfat') ?? findTool('mkfs.fat');

@@ -11,10 +11,11 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsc, existsSync, readFileSync, statSync } from 'node:fs';
+import { constants as fsc, existsSync, readFileSync } from 'node:fs';
 import { chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findTool } from '../../util/which.js';
 import { promisify } from 'node:util';
 import { gunzipSync, gzip as gzipCb } from 'node:zlib';
 import { CpioWriter } from './cpio.js';
@@ -114,21 +115,7 @@ export { hostTscKhz, tcgKernelArgs } from '../../drivers/qemu/tcg.js';
 // ---------------------------------------------------------------------------------------------
 // tools
 
-/** The full path of `name` in PATH (plus the sbin directories, which a non-root PATH may lack). */
-export function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = join(d, name);
-    try {
-      const st = statSync(p);
-      if (st.isFile() && (st.mode & 0o111) !== 0) return p;
-    } catch {
-      /* not there */
-    }
-  }
-  return undefined;
-}
+export { findTool };
 
 /** Runs a tool with an argument array; failures carry the command line, the exit status and the tool's full output. */
 export async function runTool(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
