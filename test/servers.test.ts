@@ -155,6 +155,22 @@ describe('servers: VMs (qemu) and system containers (oci) with their whole lifec
     assert.match(ps, /vm1/, 'node ps shows servers beside tasks');
   });
 
+  it('server console: the serial console answers a command; Ctrl-] leaves it', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    // `yun server console` on a pipe (no terminal) inside the host: type a command, read the answer, leave.
+    const script = `
+      const { spawn } = require('node:child_process');
+      const c = spawn(process.execPath, [${JSON.stringify(YUN)}, 'server', 'console', 'vm1'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      c.stdout.on('data', (b) => { out += b; if (out.includes('yun-console-42')) c.stdin.write('\\x1d'); });
+      setTimeout(() => c.stdin.write('\\necho yun-console-$((40+2))\\n'), 1000);
+      setTimeout(() => { console.error('no answer: ' + JSON.stringify(out.slice(-300))); c.kill('SIGKILL'); process.exit(3); }, 20000);
+      c.on('exit', (code) => { process.stdout.write(out); process.exit(code ?? 4); });`;
+    const r = await h1.exec([process.execPath, '-e', script], { env: { ...process.env, ...env }, timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /yun-console-42/);
+  });
+
   const lastTick = async (name: string) => {
     const ticks = [...(await consoleLog(name)).matchAll(/YUN-TICK (\d+) (\d+)/g)];
     const last = ticks[ticks.length - 1];

@@ -36,8 +36,9 @@ export async function interactive(api: import('../client.js').ApiClient, path: s
   const raw = stdin.isTTY;
   if (raw) stdin.setRawMode(true);
   stdin.resume();
+  let detached = false;
   const onInput = (b: Buffer) => {
-    if (opts.detachKey !== undefined && b.includes(opts.detachKey)) { ws.close(1000, 'detached'); return; }
+    if (opts.detachKey !== undefined && b.includes(opts.detachKey)) { detached = true; ws.close(1000, 'detached'); return; }
     ws.send(b, { binary: true });
   };
   stdin.on('data', onInput);
@@ -58,7 +59,7 @@ export async function interactive(api: import('../client.js').ApiClient, path: s
       process.stdout.off('resize', onResize);
       if (raw) stdin.setRawMode(false);
       stdin.pause();
-      resolve(code);
+      resolve(detached ? 0 : code);
     });
   });
 }
