@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { listAll } from '../store/paging.js';
 import type { Change, Store } from '../store/store.js';
 import type { ServiceData } from '../services/spec.js';
 import type { TaskData } from '../services/task.js';
@@ -55,7 +56,7 @@ export class DataplaneController {
     await this.loadNodes();
     await this.loadNetworks();
     for (const s of (await this.store.list('service', { limit: 100000 })).items) this.dirty.add(s.id);
-    for (const s of (await this.store.list('server', { limit: 100000 })).items) this.dirty.add(s.id);
+    for (const s of (await listAll(this.store, 'server'))) this.dirty.add(s.id);
     await this.flush();
     this.unwatch = await this.store.watch(rev, (cs) => this.onChanges(cs));
   }
@@ -141,7 +142,7 @@ export class DataplaneController {
       if (server) {
         ep = serverEndpoint({ id: server.id, name: server.name, project_id: server.project_id, data: server.data as ServerData }, await projectName(server.project_id), nodeMap);
       } else {
-        const tasks = (await this.store.list('task', { limit: 100000, filters: [{ field: 'service_id', op: 'eq', value: id }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
+        const tasks = await listAll(this.store, 'task', { filters: [{ field: 'service_id', op: 'eq', value: id }, { field: 'desired_state', op: 'eq', value: 'running' }] });
         ep = computeEndpoint({ id: svc!.id, name: svc!.name, project_id: svc!.project_id, data: svc!.data as ServiceData }, await projectName(svc!.project_id), tasks.map((t) => ({ id: t.id, data: t.data as TaskData })), nodeMap);
       }
       const prev = this.endpoints.get(id);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { listAll } from '../store/paging.js';
 import type { Logger } from 'pino';
 import { YunError } from '../errors/errors.js';
 import type { Membership, NodeRole } from '../manager/membership.js';
@@ -135,7 +136,7 @@ export class Dispatcher {
         const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
         s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
         await this.applyServerReports(s, m.servers ?? []);
-        const servers = (await this.store.list('server', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
+        const servers = await listAll(this.store, 'server', { filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] });
         s.channel.send({ type: 'servers', servers: servers.map(assigned) });
         s.ready = true;
         for (const f of this.readyHooks) f(s.nodeId, (msg) => s.channel.send(msg));

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { listAll } from '../store/paging.js';
 import { YunError } from '../errors/errors.js';
 import type { Change, Op, Store, StoredObject } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
@@ -145,11 +146,11 @@ export class SchedulerRunner {
 
   /** Nodes with what running tasks and placed servers reserve on them; addresses in use per network. */
   private async snapshot(): Promise<{ nodes: SchedNode[]; byId: Map<string, SchedNode>; used: Map<string, Set<string>> }> {
-    const nodes = (await this.store.list('node', { limit: 100000 })).items.map(toSchedNode);
+    const nodes = (await listAll(this.store, 'node')).map(toSchedNode);
     const byId = new Map(nodes.map((n) => [n.id, n]));
     const used = new Map<string, Set<string>>();
     const use = (net: string, address: string | null) => { if (address) (used.get(net) ?? used.set(net, new Set()).get(net)!).add(address); };
-    const active = (await this.store.list('task', { limit: 10_000_000, filters: [{ field: 'node_id', op: 'exists' }] })).items;
+    const active = await listAll(this.store, 'task', { filters: [{ field: 'node_id', op: 'exists' }] });
     for (const t of active) {
       const d = t.data as TaskData;
       if (!isActive(d)) continue;
@@ -162,7 +163,7 @@ export class SchedulerRunner {
       n.serviceTasks.set(d.service_id, (n.serviceTasks.get(d.service_id) ?? 0) + 1);
       n.totalTasks += 1;
     }
-    for (const o of (await this.store.list('server', { limit: 10_000_000, filters: [{ field: 'node_id', op: 'exists' }] })).items) {
+    for (const o of await listAll(this.store, 'server', { filters: [{ field: 'node_id', op: 'exists' }] })) {
       const d = o.data as ServerData;
       for (const net of d.networks) use(net.id, net.address);
       const n = holdsNode(d) ? byId.get(d.node_id!) : undefined;
@@ -196,8 +197,8 @@ export class SchedulerRunner {
   }
 
   private async passOnce(): Promise<void> {
-    const pending = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'status.state', op: 'eq', value: 'pending' }, { field: 'desired_state', op: 'eq', value: 'running' }] })).items;
-    const waiting = (await this.store.list('server', { limit: 1_000_000, filters: [{ field: 'task_state', op: 'eq', value: 'scheduling' }, { field: 'node_id', op: 'eq', value: null }] })).items
+    const pending = await listAll(this.store, 'task', { filters: [{ field: 'status.state', op: 'eq', value: 'pending' }, { field: 'desired_state', op: 'eq', value: 'running' }] });
+    const waiting = (await listAll(this.store, 'server', { filters: [{ field: 'task_state', op: 'eq', value: 'scheduling' }, { field: 'node_id', op: 'eq', value: null }] }))
       .filter((o) => !(o.data as ServerData).desired.deleting);
     if (pending.length === 0 && waiting.length === 0) return;
     const { nodes, byId, used } = await this.snapshot();

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { listAll } from '../../store/paging.js';
 import { YunError, notFound } from '../../errors/errors.js';
 import { GLOBAL, type StoredObject, type Store } from '../../store/store.js';
 import { flavorAllowed, type FlavorData } from '../../servers/flavor.js';
@@ -84,7 +85,7 @@ export function flavorRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const query = buildListQuery(q, spec, undefined);
     if (p.cloudAdmin) return listBody(req, await ctx.store.list('flavor', query), view);
     // Flavors are few: filter access in memory, page after it.
-    const all = (await ctx.store.list('flavor', { ...query, limit: 100_000, marker: undefined, withCount: false })).items.filter((f) => flavorAllowed(f.data as FlavorData, p.project.id));
+    const all = (await listAll(ctx.store, 'flavor', { sort: query.sort, filters: query.filters })).filter((f) => flavorAllowed(f.data as FlavorData, p.project.id));
     const start = q.marker ? all.findIndex((f) => f.id === q.marker) + 1 : 0;
     if (q.marker && start === 0) throw new YunError('YUN_BAD_MARKER', `The marker "${q.marker}" is not a flavor of this list`);
     const page = all.slice(start, start + q.limit);

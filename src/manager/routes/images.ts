@@ -1,4 +1,5 @@
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { listAll } from '../../store/paging.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -320,7 +321,7 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       throw new YunError('YUN_IN_USE', `Image ${img.name} is used by service${users.length > 1 ? 's' : ''} ${users.map((s) => `"${s.name}"`).join(', ')}`, { hint: 'Remove those services, or update them to another image, first.' });
     }
     // A VM's disk is an overlay on its image's disk: the content must stay while a server uses it.
-    const servers = sameDigest.length <= 1 ? (await ctx.store.list('server', { limit: 100000, filters: [{ field: 'image.digest', op: 'eq', value: digest }] })).items : [];
+    const servers = sameDigest.length <= 1 ? await listAll(ctx.store, 'server', { filters: [{ field: 'image.digest', op: 'eq', value: digest }] }) : [];
     if (servers.length) {
       const p = principal(req);
       const names = servers.map((s) => (p.cloudAdmin || s.project_id === img.project_id ? `"${s.name}"` : 'a server of another project'));

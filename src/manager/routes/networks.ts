@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { listAll } from '../../store/paging.js';
 import { YunError, notFound } from '../../errors/errors.js';
 import type { StoredObject } from '../../store/store.js';
 import type { ServiceData } from '../../services/spec.js';
@@ -145,7 +146,7 @@ export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     requireRole(req, 'member', 'remove networks');
     const n = await find(req, (req.params as { id: string }).id);
     req.auditTarget = n.id;
-    const servers = (await ctx.store.list('server', { limit: 100000 })).items.filter((s) => (s.data as { networks: { id: string }[] }).networks.some((x) => x.id === n.id));
+    const servers = (await listAll(ctx.store, 'server')).filter((s) => (s.data as { networks: { id: string }[] }).networks.some((x) => x.id === n.id));
     if (servers.length > 0) {
       const p = principal(req);
       const names = servers.map((s) => (p.cloudAdmin || s.project_id === p.project.id ? `"${s.name}"` : 'a server of another project'));
