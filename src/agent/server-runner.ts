@@ -278,6 +278,7 @@ export class ServerRunner {
       labels: { 'yunstack.server.id': s.id, 'yunstack.server.name': s.name, 'yunstack.project.id': s.project_id },
       instance: {
         vcpus: d.flavor.vcpus, memory_bytes: d.flavor.ram_mb * MiB, disk_bytes: d.flavor.disk_gb * GiB,
+        ephemeral_bytes: d.flavor.ephemeral_gb * GiB, swap_bytes: d.flavor.swap_mb * MiB,
         seed: { instance_id: s.id, hostname: s.name, public_keys: d.public_keys, ...(d.user_data_b64 ? { user_data_b64: d.user_data_b64 } : {}) },
       },
     };

@@ -107,6 +107,9 @@ export interface InstanceSpec {
   memory_bytes: number;
   /** Size of the root disk; a VM's disk is grown to it (never shrunk); 0 keeps the image's. */
   disk_bytes: number;
+  /** The flavor's extra disks (VMs): an empty ext4 disk labelled `ephemeral0`, and swap (`swap0`); 0: none. */
+  ephemeral_bytes?: number;
+  swap_bytes?: number;
   /** What cloud-init's NoCloud seed carries: instance id, hostname, SSH keys, user data (base64). */
   seed: { instance_id: string; hostname: string; public_keys: string[]; user_data_b64?: string };
 }

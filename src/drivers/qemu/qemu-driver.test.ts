@@ -99,13 +99,13 @@ describe('qemu driver', { skip: missing ?? false }, () => {
     assert.equal(forced.attributes!.accel, 'tcg');
   });
 
-  it('the guest gets the seed: hostname (made a valid label), the user data once, the disk grown to the flavor', async () => {
+  it('the guest gets the seed: hostname (made a valid label), the user data once, the disk grown to the flavor, its ephemeral and swap disks', async () => {
     const d = new QemuDriver();
     const dir = join(work, 'seeded');
     const cfg: TaskConfig = {
       id: 'seeded-vm', name: 'web.1', dir, command: [], shell: false, env: {}, mounts: [], read_only: false,
       limits: { cpu: 1, memory_bytes: 0, pids: 0 }, ports: [], cgroup_parent: 'yunstack-test', labels: {}, image_info: await image(),
-      instance: { vcpus: 1, memory_bytes: 192 * 1024 * 1024, disk_bytes: 256 * 1024 * 1024, seed: { instance_id: 'seeded-vm', hostname: 'web.1', public_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEd6qNd8YHn7p9fJ2v4hQ1Dq2z8xW3Kx0k3l5o0b9c1a test@yun'], user_data_b64: Buffer.from('#!/bin/sh\necho "disk=$(cat /sys/block/vda/size) mem=$(grep MemTotal /proc/meminfo)"\n').toString('base64') } },
+      instance: { vcpus: 1, memory_bytes: 192 * 1024 * 1024, disk_bytes: 256 * 1024 * 1024, ephemeral_bytes: 64 * 1024 * 1024, swap_bytes: 32 * 1024 * 1024, seed: { instance_id: 'seeded-vm', hostname: 'web.1', public_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEd6qNd8YHn7p9fJ2v4hQ1Dq2z8xW3Kx0k3l5o0b9c1a test@yun'], user_data_b64: Buffer.from('#!/bin/sh\necho "disk=$(cat /sys/block/vda/size) mem=$(grep MemTotal /proc/meminfo)"\necho "eph=$(findfs LABEL=ephemeral0) blocks=$(for d in /sys/block/vd*; do cat $d/size; done | tr \'\\n\' \' \')"\n').toString('base64') } },
     };
     const h = (await d.start(cfg)) as QemuHandle;
     started.push({ d, h });
@@ -116,6 +116,11 @@ describe('qemu driver', { skip: missing ?? false }, () => {
     await until(() => /disk=\d+/.test(consoleOf(cfg)), 20_000, 'the user data');
     const sectors = Number(/disk=(\d+)/.exec(consoleOf(cfg))![1]);
     assert.equal(sectors * 512, 256 * 1024 * 1024, 'the root disk has the flavor\'s size');
+    await until(() => /eph=\S* blocks=/.test(consoleOf(cfg)), 20_000, 'the extra disks');
+    const extra = /eph=(\S*) blocks=([\d ]+)/.exec(consoleOf(cfg))!;
+    assert.match(extra[1]!, /^\/dev\/vd[a-z]$/, `the ephemeral disk is formatted and labelled ephemeral0: ${extra[0]}`);
+    const sizes = extra[2]!.trim().split(/\s+/).map(Number);
+    assert.ok(sizes.includes(64 * 2048) && sizes.includes(32 * 2048), `an ephemeral disk of 64 MiB and swap of 32 MiB: ${extra[0]}`);
     await within(d.stop(h, 30_000), 35_000, 'stop');
     assert.equal(occurrences(consoleOf(cfg), 'YUN-GUEST shutting down'), 1, 'a graceful power-off');
     await d.destroy(h);

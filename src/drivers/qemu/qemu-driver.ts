@@ -13,7 +13,7 @@
  * network on the network's bridge. `stop` powers the guest off by its ACPI power button and keeps
  * everything; `destroy` frees it all but the console log.
  */
-import { access, copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, copyFile, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -74,6 +74,8 @@ export interface QemuHandle extends TaskHandle {
 
 const DISK = 'disk.qcow2';
 const SEED = 'seed.img';
+const EPHEMERAL = 'ephemeral.raw';
+const SWAP = 'swap.raw';
 const QMP = 'qmp.sock';
 const CONSOLE_SOCK = 'console.sock';
 export const CONSOLE_LOG = 'console.log';
@@ -183,6 +185,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     await this.qemuImg(host, ['create', '-q', '-f', 'qcow2', '-F', vm.disk_format, '-b', vm.disk, disk, ...(size > 0 ? [String(size)] : [])], 'make the root disk');
     progress?.('writing the seed');
     await writeSeedImage(join(dir, SEED), this.seedOf(config));
+    await this.extraDisks(config);
     const taps = await ensureTaps(host.ip!, config.id, config.networks ?? []);
     return this.handle(config, host, { shim_pid: 0, shim_start: '' }, taps);
   }
@@ -204,8 +207,32 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     // A boot discards the memory of a suspend (a resume would use it): this is a cold boot.
     await rm(join(h.dir, STATE), { force: true });
     await this.growDisk(host, h, config);
+    await this.extraDisks(config);
     const taps = await ensureTaps(host.ip!, config.id, config.networks ?? []);
     return this.run(host, { ...h, taps }, config, []);
+  }
+
+  /**
+   * The flavor's ephemeral and swap disks, made as Nova makes them: sparse raw files, the first an
+   * ext4 file system labelled `ephemeral0` (cloud-init mounts it at /mnt), the second swap (`swap0`).
+   * Made once; a resize to a larger flavor makes the ones that are missing.
+   */
+  private async extraDisks(config: TaskConfig): Promise<void> {
+    const inst = config.instance;
+    const make = async (file: string, bytes: number, tool: string, args: string[], what: string) => {
+      const path = join(config.dir, file);
+      if (bytes <= 0 || (await exists(path))) return;
+      const bin = await findOnPath(tool);
+      if (!bin) throw new DriverError(`the flavor asks for ${what}, and ${tool} is not installed on this node (Debian package ${tool === 'mkswap' ? 'util-linux' : 'e2fsprogs'})`, false);
+      const f = await open(`${path}.tmp`, 'w');
+      await f.truncate(bytes);
+      await f.close();
+      const r = await runCommand(bin, [...args, `${path}.tmp`], { timeoutMs: 120_000 });
+      if (r.code !== 0) throw new DriverError(`could not make ${what}: ${tool} failed: ${String(r.stderr).trim()}`, false);
+      await rename(`${path}.tmp`, path);
+    };
+    await make(EPHEMERAL, inst?.ephemeral_bytes ?? 0, 'mke2fs', ['-q', '-F', '-t', 'ext4', '-L', 'ephemeral0'], 'an ephemeral disk');
+    await make(SWAP, inst?.swap_bytes ?? 0, 'mkswap', ['-L', 'swap0'], 'a swap disk');
   }
 
   private async growDisk(host: Host, h: QemuHandle, config: TaskConfig): Promise<void> {
@@ -240,6 +267,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
       '-device', `virtio-blk-${dev},drive=root`,
       '-drive', `id=seed,file=${join(dir, SEED)},format=raw,if=none,readonly=on`,
       '-device', `virtio-blk-${dev},drive=seed`,
+      ...(await this.extraDrives(dir, dev)),
       ...(config.networks ?? []).flatMap((n, i) => [
         '-netdev', `tap,id=net${i},ifname=${h.taps[i]},script=no,downscript=no`,
         '-device', `virtio-net-${dev},netdev=net${i}${n.mac ? `,mac=${n.mac}` : ''}`,
@@ -275,6 +303,15 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
       if (st) next.pid_start = st.starttime;
     }
     return next;
+  }
+
+  private async extraDrives(dir: string, dev: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const [file, id] of [[EPHEMERAL, 'ephemeral'], [SWAP, 'swap']] as const) {
+      if (!(await exists(join(dir, file)))) continue;
+      out.push('-drive', `id=${id},file=${join(dir, file)},format=raw,if=none,discard=unmap`, '-device', `virtio-blk-${dev},drive=${id}`);
+    }
+    return out;
   }
 
   async saveDisk(handle: TaskHandle, tag: string): Promise<void> {
