@@ -56,6 +56,9 @@ export class SqliteStore implements Store {
   readonly backend = 'sqlite';
   private db: Database.Database;
   private listeners = new Set<(changes: Change[]) => void>();
+  /** Batches not yet delivered to the listeners, in commit order (see notify). */
+  private undelivered: Change[][] = [];
+  private notifying = false;
   private clock: Clock;
   private writesSinceCompact = 0;
   /** Prepared statements by SQL text: preparing once saves CPU and native memory. */
@@ -132,16 +135,20 @@ export class SqliteStore implements Store {
           else { where.push(`${e} = ?`); params.push(sqlValue(f.value)); }
           break;
         case 'ne':
-          where.push(`(${e} IS NULL OR ${e} != ?)`);
-          params.push(sqlValue(f.value));
+          // "Not equal to null" is "not null" (as eq null is IS NULL); `!= NULL` would match nothing.
+          if (f.value === null) where.push(`${e} IS NOT NULL`);
+          else { where.push(`(${e} IS NULL OR ${e} != ?)`); params.push(sqlValue(f.value)); }
           break;
         case 'exists':
           where.push(`${e} IS NOT NULL`);
           break;
-        case 'prefix':
+        case 'prefix': {
+          // substr counts characters (code points), not UTF-16 units as String.length does.
+          const p = String(f.value);
           where.push(`substr(${e}, 1, ?) = ?`);
-          params.push(String(f.value).length, String(f.value));
+          params.push([...p].length, p);
           break;
+        }
         case 'in': {
           const vals = Array.isArray(f.value) ? f.value : [];
           if (vals.length === 0) where.push('0');
@@ -183,7 +190,7 @@ export class SqliteStore implements Store {
     const { rows, count, revision } = read();
     const more = rows.length > q.limit;
     const items = rows.slice(0, q.limit).map(rowToObject);
-    return { items, nextMarker: more ? items[items.length - 1]!.id : undefined, count, revision };
+    return { items, nextMarker: more && items.length ? items[items.length - 1]!.id : undefined, count, revision };
   }
 
   async usage(kind: string, projectId: string, sums: string[] = []): Promise<{ count: number; sums: Record<string, number> }> {
@@ -198,7 +205,10 @@ export class SqliteStore implements Store {
     const { sql, params } = this.whereFor(kind, { projects, filters });
     const e = fieldExpr(groupField);
     const rows = this.stmt(`SELECT ${e} AS k, count(*) AS n FROM objects WHERE ${sql} GROUP BY k`).all(...params) as { k: string; n: number }[];
-    return new Map(rows.map((r) => [String(r.k), r.n]));
+    // Distinct SQL values can share a key (1 and '1', NULL and 'null'): add them up.
+    const out = new Map<string, number>();
+    for (const r of rows) out.set(String(r.k), (out.get(String(r.k)) ?? 0) + r.n);
+    return out;
   }
 
   private applyOps = (ops: Op[]): { objects: StoredObject[]; changes: Change[] } => {
@@ -209,13 +219,16 @@ export class SqliteStore implements Store {
     for (const op of ops) {
       rev += 1;
       if (op.op === 'create') {
+        // The object handed back (and to watchers) is what get will read: the data as JSON keeps it,
+        // and not the caller's object.
+        const text = JSON.stringify(op.data);
         const obj: StoredObject = {
           kind: op.kind, id: op.id ?? newId(), name: op.name, project_id: op.project_id,
-          version: 1, created_at: now, updated_at: now, revision: rev, data: op.data,
+          version: 1, created_at: now, updated_at: now, revision: rev, data: JSON.parse(text) as Record<string, unknown>,
         };
         try {
           this.stmt(`INSERT INTO objects (id, kind, project_id, name, version, created_at, updated_at, revision, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-            .run(obj.id, obj.kind, obj.project_id, obj.name, obj.version, obj.created_at, obj.updated_at, obj.revision, JSON.stringify(obj.data));
+            .run(obj.id, obj.kind, obj.project_id, obj.name, obj.version, obj.created_at, obj.updated_at, obj.revision, text);
         } catch (e) {
           if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
             throw new YunError('YUN_NAME_CONFLICT', `A ${op.kind} named "${op.name}" already exists${op.project_id ? ' in this project' : ''}`, { extra: { kind: op.kind, name: op.name } });
@@ -232,10 +245,11 @@ export class SqliteStore implements Store {
         }
         const before = rowToObject(r);
         if (op.op === 'update') {
-          const obj: StoredObject = { ...before, name: op.name ?? before.name, version: before.version + 1, updated_at: now, revision: rev, data: op.data };
+          const text = JSON.stringify(op.data);
+          const obj: StoredObject = { ...before, name: op.name ?? before.name, version: before.version + 1, updated_at: now, revision: rev, data: JSON.parse(text) as Record<string, unknown> };
           try {
             this.stmt(`UPDATE objects SET name = ?, version = ?, updated_at = ?, revision = ?, data = ? WHERE id = ?`)
-              .run(obj.name, obj.version, obj.updated_at, obj.revision, JSON.stringify(obj.data), obj.id);
+              .run(obj.name, obj.version, obj.updated_at, obj.revision, text, obj.id);
           } catch (e) {
             if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
               throw new YunError('YUN_NAME_CONFLICT', `A ${op.kind} named "${obj.name}" already exists`, { extra: { kind: op.kind, name: obj.name } });
@@ -263,10 +277,28 @@ export class SqliteStore implements Store {
     const { objects, changes } = this.db.transaction(this.applyOps)(ops);
     this.writesSinceCompact += changes.length;
     if (this.writesSinceCompact > 5000) this.compact();
-    for (const l of this.listeners) {
-      try { l(changes); } catch { /* a listener's failure is its own */ }
-    }
+    this.notify(changes);
     return objects;
+  }
+
+  /**
+   * Deliver a batch's changes to every listener, batches in commit order. A write made from inside a
+   * listener is queued and delivered once the current batch has reached every listener: delivering
+   * it at once would let later listeners see it first and then skip the earlier batch as delivered.
+   */
+  private notify(changes: Change[]): void {
+    this.undelivered.push(changes);
+    if (this.notifying) return;
+    this.notifying = true;
+    try {
+      for (let cs = this.undelivered.shift(); cs; cs = this.undelivered.shift()) {
+        for (const l of this.listeners) {
+          try { l(cs); } catch { /* a listener's failure is its own */ }
+        }
+      }
+    } finally {
+      this.notifying = false;
+    }
   }
 
   async create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject> {
@@ -314,11 +346,18 @@ export class SqliteStore implements Store {
       if (fresh.length) { delivered = fresh[fresh.length - 1]!.revision; fn(fresh); }
     };
     this.listeners.add(listener);
-    for (;;) {
-      const past = await this.changesSince(delivered, 5000);
-      if (past.length === 0) break;
-      delivered = past[past.length - 1]!.revision;
-      fn(past);
+    try {
+      for (;;) {
+        const past = await this.changesSince(delivered, 5000);
+        if (past.length === 0) break;
+        delivered = past[past.length - 1]!.revision;
+        fn(past);
+      }
+    } catch (e) {
+      // An expired revision (or a callback that throws) ends the watch: detach, or the listener
+      // would buffer every later change forever.
+      this.listeners.delete(listener);
+      throw e;
     }
     replaying = false;
     for (const b of buffered) listener(b);
@@ -381,7 +420,7 @@ export class SqliteStore implements Store {
     const more = rows.length > q.limit;
     const items = rows.slice(0, q.limit);
     const count = q.withCount ? (this.stmt(`SELECT count(*) AS n FROM audit WHERE ${base}`).get(...params) as { n: number }).n : undefined;
-    return { items, nextMarker: more ? items[items.length - 1]!.id : undefined, count };
+    return { items, nextMarker: more && items.length ? items[items.length - 1]!.id : undefined, count };
   }
 
   async close(): Promise<void> {
