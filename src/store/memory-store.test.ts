@@ -10,7 +10,7 @@ import type { Filter, Op, Store } from './store.js';
 runStoreConformance('memory', async () => {
   const store = new MemoryStore();
   return { store, close: () => store.close() };
-});
+}, { persistent: false });
 
 describe('MemoryStore', () => {
   it('takes its time from the injected clock', async () => {
