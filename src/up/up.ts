@@ -9,7 +9,8 @@ import { Identity } from '../identity/identity.js';
 import { buildApp } from '../manager/app.js';
 import type { ManagerContext } from '../manager/context.js';
 import { Membership } from '../manager/membership.js';
-import { SqliteStore } from '../store/sqlite-store.js';
+import { openStore } from '../store/factory.js';
+import type { Store } from '../store/store.js';
 import { systemClock } from '../util/clock.js';
 import { createLogger } from '../util/log.js';
 import { VERSION } from '../version.js';
@@ -51,6 +52,8 @@ export interface UpOptions {
   dnsPort?: number;
   /** Port of the node's data-plane tunnel (default 7444; 0: none). */
   tunnelPort?: number;
+  /** The store backend: `sqlite` (default) or `memory` (nothing survives a restart). */
+  store?: string;
   /** Resources the local node reports (default: the machine's). */
   resources?: { cpus?: number; memoryBytes?: number };
 }
@@ -127,14 +130,14 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
   if (!isIP(advertise)) throw new YunError('YUN_CONFIG_INVALID', `--advertise-addr must be an IP address, not "${advertise}"`, { hint: '' });
 
   const lock = acquireLock(realDir);
-  let store: SqliteStore | undefined;
+  let store: Store | undefined;
   let app: FastifyInstance | undefined;
   const timers: NodeJS.Timeout[] = [];
   try {
     const log = createLogger({ level: opts.logLevel ?? 'info', dataDir: realDir, stderr: opts.logToStderr ?? false });
     const hosts = [...new Set(['127.0.0.1', 'localhost', '::1', hostname(), advertise, ...(isWildcard(host) ? [] : [host])])];
     const pki = await ensurePki(realDir, hosts);
-    store = new SqliteStore(join(realDir, 'yun.db'));
+    store = openStore(opts.store ?? 'sqlite', realDir);
     const clock = systemClock;
     const tokenTtlMs = opts.tokenTtlMs ?? 12 * 3600_000;
     const identity = new Identity(store, clock, tokenTtlMs);

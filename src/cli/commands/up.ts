@@ -4,6 +4,7 @@ import { parseDuration } from '../../util/duration.js';
 import { parseSize } from '../../util/size.js';
 import { LOG_LEVELS } from '../../util/log.js';
 import { DEFAULT_PORT, defaultDataDir, parseListen } from '../../up/options.js';
+import { STORE_BACKENDS } from '../../store/backends.js';
 import type { Level } from 'pino';
 
 export default defineCommand({
@@ -19,7 +20,8 @@ export default defineCommand({
     .option('--token-ttl <duration>', 'lifetime of tokens', '12h')
     .option('--body-limit <size>', 'largest request body', '1m')
     .option('--dns-port <port>', 'port of the service DNS on the advertise address (0: off)', '53')
-    .option('--dataplane-port <port>', 'port of the node-to-node data-plane tunnel, mutual TLS (0: off)', '7444'),
+    .option('--dataplane-port <port>', 'port of the node-to-node data-plane tunnel, mutual TLS (0: off)', '7444')
+    .option('--store <backend>', `where the cloud's state lives: ${STORE_BACKENDS.join(' or ')} (memory: nothing survives a restart)`, 'sqlite'),
   parse: (_a, o) => {
     parseListen(String(o.listen));
     const level = String(o.logLevel);
@@ -34,8 +36,10 @@ export default defineCommand({
     if (!Number.isInteger(dnsPort) || dnsPort < 0 || dnsPort > 65535) throw usage(`--dns-port must be a port number (0 turns DNS off), not "${String(o.dnsPort)}"`);
     const tunnelPort = Number(o.dataplanePort);
     if (!Number.isInteger(tunnelPort) || tunnelPort < 0 || tunnelPort > 65535) throw usage(`--dataplane-port must be a port number (0 turns the tunnel off), not "${String(o.dataplanePort)}"`);
+    const store = String(o.store);
+    if (!(STORE_BACKENDS as readonly string[]).includes(store)) throw usage(`--store must be ${STORE_BACKENDS.join(' or ')}, not "${store}"`);
     return {
-      dnsPort, tunnelPort,
+      dnsPort, tunnelPort, store,
       dataDir: (o.dataDir as string | undefined) ?? defaultDataDir(), listen: String(o.listen), advertiseAddr: o.advertiseAddr as string | undefined,
       insecureHttp: Boolean(o.insecureHttp), logLevel: level as Level, rateLimit, tokenTtlMs: ttl, bodyLimit,
     };
