@@ -811,6 +811,78 @@ export function runStoreConformance(name: string, make: () => Promise<StoreUnder
       assert.deepEqual(await s.changesSince(r0), []);
     }));
 
+    // ---- claims and guards ---------------------------------------------------------------------
+
+    it('claims: a key is held by one owner; a second claim of it fails the whole batch; the same owner may claim again', () => withStore(async (s) => {
+      const [a] = await s.batch([{ op: 'create', kind: 'thing', project_id: 'p1', name: 'a', data: {} }, { op: 'claim', key: 'port/tcp/80', owner: 'x' }]);
+      assert.ok(a, 'claims return no object: the object ops\' objects come back in order');
+      assert.deepEqual([...(await s.claims('port/'))], [['port/tcp/80', 'x']]);
+      const rev = await s.revision();
+      const e = await rejectsWith(s.batch([{ op: 'create', kind: 'thing', project_id: 'p1', name: 'b', data: {} }, { op: 'claim', key: 'port/tcp/80', owner: 'y' }]), 'YUN_CLAIM_TAKEN');
+      assert.equal(e.status, 409);
+      assert.deepEqual({ key: e.extra.key, owner: e.extra.owner }, { key: 'port/tcp/80', owner: 'x' });
+      assert.equal(await s.getByName('thing', 'p1', 'b'), undefined, 'nothing of the failed batch is left');
+      assert.equal(await s.revision(), rev);
+      await s.batch([{ op: 'claim', key: 'port/tcp/80', owner: 'x' }]);
+      assert.equal(await s.revision(), rev, 'claims take no revision');
+      assert.deepEqual(await s.changesSince(rev), [], 'and are not on the change feed');
+    }));
+
+    it('claims: release by the owner frees the key; another owner cannot release it; deleting an object frees what it owned', () => withStore(async (s) => {
+      const [o] = await s.batch([{ op: 'create', kind: 'thing', project_id: 'p1', name: 'a', data: {} }]);
+      await s.batch([{ op: 'claim', key: 'vip/1', owner: o!.id }, { op: 'claim', key: 'vip/2', owner: o!.id }, { op: 'claim', key: 'vip/3', owner: 'other' }]);
+      await rejectsWith(s.batch([{ op: 'release', key: 'vip/1', owner: 'other' }]), 'YUN_CLAIM_TAKEN');
+      await s.batch([{ op: 'release', key: 'vip/2', owner: o!.id }, { op: 'release', key: 'vip/9', owner: o!.id }]);
+      assert.deepEqual([...(await s.claims('vip/')).keys()], ['vip/1', 'vip/3']);
+      await s.delete({ kind: 'thing', id: o!.id });
+      assert.deepEqual([...(await s.claims('vip/'))], [['vip/3', 'other']], 'the deleted object\'s claims are gone with it');
+      assert.deepEqual([...(await s.claims('nothing/'))], []);
+    }));
+
+    it('guards: compare-and-increment; a stale version fails the whole batch with YUN_VERSION_CONFLICT naming the guard', () => withStore(async (s) => {
+      assert.equal(await s.guard('quota/p1'), 0);
+      await s.batch([{ op: 'guard', key: 'quota/p1', version: 0 }, { op: 'create', kind: 'thing', project_id: 'p1', name: 'a', data: {} }]);
+      assert.equal(await s.guard('quota/p1'), 1);
+      const e = await rejectsWith(s.batch([{ op: 'create', kind: 'thing', project_id: 'p1', name: 'b', data: {} }, { op: 'guard', key: 'quota/p1', version: 0 }]), 'YUN_VERSION_CONFLICT');
+      assert.equal(e.extra.guard, 'quota/p1');
+      assert.equal(e.extra.current_version, 1);
+      assert.equal(await s.getByName('thing', 'p1', 'b'), undefined);
+      assert.equal(await s.guard('quota/p1'), 1, 'a failed batch bumps nothing');
+    }));
+
+    it('concurrent allocation: clients racing for the lowest free key (claims) and checking a limit (a guard) never both win', () => withStore(async (s) => {
+      // Ten clients each take the lowest free VIP index and, under a limit of 6 things per project,
+      // create one: read, check, write with a claim and a guard, retry on a conflict.
+      const client = async (n: number) => {
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const taken = await s.claims('vip/');
+          const g = await s.guard('limit/p1');
+          const count = (await s.list('thing', { limit: 1, projects: ['p1'], withCount: true })).count!;
+          if (count >= 6) return 'over';
+          let i = 1;
+          while (taken.has(`vip/${i}`)) i++;
+          try {
+            const [o] = await s.batch([
+              { op: 'guard', key: 'limit/p1', version: g },
+              { op: 'create', kind: 'thing', project_id: 'p1', name: `c${n}`, data: { vip: i } },
+              { op: 'claim', key: `vip/${i}`, owner: `c${n}` },
+            ]);
+            return o!.data.vip as number;
+          } catch (e) {
+            if (!(e instanceof YunError) || (e.code !== 'YUN_CLAIM_TAKEN' && e.code !== 'YUN_VERSION_CONFLICT')) throw e;
+            await new Promise((r) => setTimeout(r, Math.random() * 3));
+          }
+        }
+        throw new Error('no progress');
+      };
+      const got = await Promise.all(range(1, 10).map(client));
+      const vips = got.filter((g): g is number => typeof g === 'number');
+      assert.equal(vips.length, 6, `the limit holds: ${JSON.stringify(got)}`);
+      assert.equal(new Set(vips).size, 6, 'no VIP index twice');
+      assert.deepEqual([...vips].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6], 'and the lowest were taken');
+      assert.equal((await s.list('thing', { limit: 100, projects: ['p1'] })).items.length, 6);
+    }));
+
     // ---- persistence ---------------------------------------------------------------------------
 
     if (opts.persistent) it('everything written is there after a reopen, and the revision goes on', async () => {

@@ -13,6 +13,7 @@ import { YunError } from '../errors/errors.js';
 import { newId } from '../util/ids.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { compareSql, compareText, filterPredicate, field, groupKey, sortKey, SqlSum, sqlOf, type SqlValue } from './query.js';
+import { claimTaken, guardConflict } from './claims.js';
 import type { AuditEntry, Change, Filter, ListQuery, ListResult, Op, Store, StoredObject, TokenRecord } from './store.js';
 
 /** As SqliteStore: how many changes the feed keeps, and how many writes between compactions. */
@@ -50,6 +51,9 @@ export class MemoryStore implements Store {
   private undelivered: Change[][] = [];
   private notifying = false;
   private secrets = new Map<string, string>();
+  /** Claims: key → owner; guards: key → version. */
+  private claimed = new Map<string, string>();
+  private guards = new Map<string, number>();
   private tokens = new Map<string, TokenRecord>();
   private audit: AuditEntry[] = [];
   private closed = false;
@@ -182,6 +186,20 @@ export class MemoryStore implements Store {
     const types: Change['type'][] = [];
     try {
       for (const op of ops) {
+        if (op.op === 'guard') {
+          const cur = this.guards.get(op.key) ?? 0;
+          if (cur !== op.version) throw guardConflict(op.key, cur, op.version);
+          this.guards.set(op.key, cur + 1);
+          undo.push(() => { if (cur === 0) this.guards.delete(op.key); else this.guards.set(op.key, cur); });
+          continue;
+        }
+        if (op.op === 'claim' || op.op === 'release') {
+          const holder = this.claimed.get(op.key);
+          if (holder !== undefined && holder !== op.owner) throw claimTaken(op.key, holder);
+          if (op.op === 'claim' && holder === undefined) { this.claimed.set(op.key, op.owner); undo.push(() => this.claimed.delete(op.key)); }
+          if (op.op === 'release' && holder !== undefined) { this.claimed.delete(op.key); undo.push(() => this.claimed.set(op.key, holder)); }
+          continue;
+        }
         rev += 1;
         if (op.op === 'create') {
           const r = this.row({
@@ -218,6 +236,12 @@ export class MemoryStore implements Store {
         } else {
           this.remove(cur);
           undo.push(() => this.put(cur));
+          // What the object owned is free with it.
+          for (const [k, owner] of [...this.claimed]) {
+            if (owner !== before.id) continue;
+            this.claimed.delete(k);
+            undo.push(() => this.claimed.set(k, owner));
+          }
           written.push(this.row({ ...before, revision: rev }));
           types.push('delete');
         }
@@ -231,7 +255,7 @@ export class MemoryStore implements Store {
     for (const c of changes) this.changes.push({ revision: c.revision, text: JSON.stringify(c) });
     this.writesSinceCompact += changes.length;
     if (this.writesSinceCompact > COMPACT_EVERY) this.compact();
-    this.notify(changes);
+    if (changes.length) this.notify(changes);
     return written.map((r) => this.copy(r));
   }
 
@@ -252,6 +276,16 @@ export class MemoryStore implements Store {
     } finally {
       this.notifying = false;
     }
+  }
+
+  async claims(prefix: string): Promise<Map<string, string>> {
+    this.open();
+    return new Map([...this.claimed].filter(([k]) => k.startsWith(prefix)).sort((a, b) => compareText(a[0], b[0])));
+  }
+
+  async guard(key: string): Promise<number> {
+    this.open();
+    return this.guards.get(key) ?? 0;
   }
 
   async create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject> {

@@ -81,4 +81,20 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX objects_task_node ON objects (kind, json_extract(data, '$."node_id"'));
     `,
   },
+  {
+    version: 3,
+    name: 'claims and guards (atomic allocation inside a batch), backfilled for services',
+    sql: `
+      CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL);
+      CREATE INDEX claims_owner ON claims (owner);
+      CREATE TABLE guards (key TEXT PRIMARY KEY, version INTEGER NOT NULL);
+      INSERT OR IGNORE INTO claims (key, owner)
+        SELECT 'service-vip/' || json_extract(data, '$.vip_index'), id FROM objects
+        WHERE kind = 'service' AND json_extract(data, '$.vip_index') IS NOT NULL;
+      INSERT OR IGNORE INTO claims (key, owner)
+        SELECT 'ingress-port/' || json_extract(p.value, '$.protocol') || '/' || json_extract(p.value, '$.published'), o.id
+        FROM objects o, json_each(o.data, '$.spec.endpoint.ports') p
+        WHERE o.kind = 'service' AND json_extract(p.value, '$.published') IS NOT NULL AND json_extract(p.value, '$.mode') = 'ingress';
+    `,
+  },
 ];

@@ -3,6 +3,7 @@ import { YunError } from '../errors/errors.js';
 import { newId } from '../util/ids.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { migrations } from './migrations.js';
+import { claimTaken, guardConflict } from './claims.js';
 import type { AuditEntry, Change, Filter, ListQuery, ListResult, Op, Store, StoredObject, TokenRecord } from './store.js';
 
 const COLUMNS = new Set(['id', 'name', 'project_id', 'version', 'created_at', 'updated_at', 'revision', 'kind']);
@@ -217,6 +218,10 @@ export class SqliteStore implements Store {
     const objects: StoredObject[] = [];
     const changes: Change[] = [];
     for (const op of ops) {
+      if (op.op === 'claim' || op.op === 'release' || op.op === 'guard') {
+        this.applyClaim(op);
+        continue;
+      }
       rev += 1;
       if (op.op === 'create') {
         // The object handed back (and to watchers) is what get will read: the data as JSON keeps it,
@@ -260,6 +265,7 @@ export class SqliteStore implements Store {
           changes.push({ revision: rev, type: 'update', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
         } else {
           this.stmt(`DELETE FROM objects WHERE id = ?`).run(op.id);
+          this.stmt(`DELETE FROM claims WHERE owner = ?`).run(op.id);
           const obj = { ...before, revision: rev };
           objects.push(obj);
           changes.push({ revision: rev, type: 'delete', kind: obj.kind, id: obj.id, project_id: obj.project_id, object: obj, at: now });
@@ -272,12 +278,34 @@ export class SqliteStore implements Store {
     return { objects, changes };
   };
 
+  private applyClaim(op: Extract<Op, { op: 'claim' | 'release' | 'guard' }>): void {
+    if (op.op === 'guard') {
+      const cur = (this.stmt(`SELECT version FROM guards WHERE key = ?`).get(op.key) as { version: number } | undefined)?.version ?? 0;
+      if (cur !== op.version) throw guardConflict(op.key, cur, op.version);
+      this.stmt(`INSERT INTO guards (key, version) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version`).run(op.key, cur + 1);
+      return;
+    }
+    const holder = (this.stmt(`SELECT owner FROM claims WHERE key = ?`).get(op.key) as { owner: string } | undefined)?.owner;
+    if (holder !== undefined && holder !== op.owner) throw claimTaken(op.key, holder);
+    if (op.op === 'claim' && holder === undefined) this.stmt(`INSERT INTO claims (key, owner) VALUES (?, ?)`).run(op.key, op.owner);
+    if (op.op === 'release' && holder !== undefined) this.stmt(`DELETE FROM claims WHERE key = ?`).run(op.key);
+  }
+
+  async claims(prefix: string): Promise<Map<string, string>> {
+    const rows = this.stmt(`SELECT key, owner FROM claims WHERE substr(key, 1, ?) = ? ORDER BY key`).all([...prefix].length, prefix) as { key: string; owner: string }[];
+    return new Map(rows.map((r) => [r.key, r.owner]));
+  }
+
+  async guard(key: string): Promise<number> {
+    return (this.stmt(`SELECT version FROM guards WHERE key = ?`).get(key) as { version: number } | undefined)?.version ?? 0;
+  }
+
   async batch(ops: Op[]): Promise<StoredObject[]> {
     if (ops.length === 0) return [];
     const { objects, changes } = this.db.transaction(this.applyOps)(ops);
     this.writesSinceCompact += changes.length;
     if (this.writesSinceCompact > 5000) this.compact();
-    this.notify(changes);
+    if (changes.length) this.notify(changes);
     return objects;
   }
 

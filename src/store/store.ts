@@ -52,7 +52,22 @@ export interface ListResult<T> {
 export type Op =
   | { op: 'create'; kind: string; id?: string; project_id: string; name: string; data: Record<string, unknown> }
   | { op: 'update'; kind: string; id: string; version?: number; name?: string; data: Record<string, unknown> }
-  | { op: 'delete'; kind: string; id: string; version?: number };
+  | { op: 'delete'; kind: string; id: string; version?: number }
+  /**
+   * Claim `key` (a VIP index, a published port…) for `owner` (the id of the object that holds it):
+   * fails with YUN_CLAIM_TAKEN when another owner holds it; a no-op when `owner` does. So two
+   * managers allocating the same thing at once cannot both succeed: the loser's whole batch fails.
+   * Claims are released with `release`, and all claims an object owns go when it is deleted.
+   */
+  | { op: 'claim'; key: string; owner: string }
+  | { op: 'release'; key: string; owner: string }
+  /**
+   * Compare-and-increment of a counter `key`: fails with YUN_VERSION_CONFLICT (extra `guard`,
+   * `current_version`) unless it is at `version` (0 when never bumped), then bumps it. A read-check-
+   * write (a quota, a subnet that must overlap no other) holds only when no one bumped the guard
+   * in between.
+   */
+  | { op: 'guard'; key: string; version: number };
 
 export interface Change {
   revision: number;
@@ -104,8 +119,16 @@ export interface Store {
   usage(kind: string, projectId: string, sums?: string[]): Promise<{ count: number; sums: Record<string, number> }>;
   /** Count objects of a kind matching filters, grouped by a field. */
   countBy(kind: string, groupField: string, filters: Filter[], projects?: string[]): Promise<Map<string, number>>;
-  /** Apply operations atomically; each precondition (version, unique name) is checked. */
+  /**
+   * Apply operations atomically; each precondition (version, unique name, claim, guard) is checked.
+   * Returns the objects of the object operations (create, update, delete), in order. Claims and
+   * guards take no revision and are not on the change feed.
+   */
   batch(ops: Op[]): Promise<StoredObject[]>;
+  /** The claims whose key starts with `prefix`: key → owner. */
+  claims(prefix: string): Promise<Map<string, string>>;
+  /** A guard's version (0 when never bumped). */
+  guard(key: string): Promise<number>;
   create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject>;
   update(op: Omit<Extract<Op, { op: 'update' }>, 'op'>): Promise<StoredObject>;
   delete(op: Omit<Extract<Op, { op: 'delete' }>, 'op'>): Promise<StoredObject>;
