@@ -95,6 +95,10 @@ export const migrations: { version: number; name: string; sql: string }[] = [
         SELECT 'ingress-port/' || json_extract(p.value, '$.protocol') || '/' || json_extract(p.value, '$.published'), o.id
         FROM objects o, json_each(o.data, '$.spec.endpoint.ports') p
         WHERE o.kind = 'service' AND json_extract(p.value, '$.published') IS NOT NULL AND json_extract(p.value, '$.mode') = 'ingress';
+      INSERT OR IGNORE INTO claims (key, owner)
+        SELECT 'network-vip/' || v.key || '/' || v.value, o.id
+        FROM objects o, json_each(o.data, '$.network_vips') v
+        WHERE o.kind = 'service';
     `,
   },
 ];

@@ -42,7 +42,7 @@ describe('SqliteStore', () => {
     }
   });
 
-  it('migration 3 backfills the claims of existing services (VIP indexes, ingress ports)', async () => {
+  it('migration 3 backfills the claims of existing services (VIP indexes, ingress ports, network VIPs)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'yun-mig-'));
     const path = join(dir, 'yun.db');
     try {
@@ -51,13 +51,13 @@ describe('SqliteStore', () => {
       for (const m of migrations.filter((x) => x.version <= 2)) db.exec(m.sql);
       db.pragma('user_version = 2');
       const ins = db.prepare(`INSERT INTO objects (id, kind, project_id, name, version, created_at, updated_at, revision, data) VALUES (?, 'service', 'p', ?, 1, 'x', 'x', 1, ?)`);
-      ins.run('s1', 'web', JSON.stringify({ vip_index: 7, spec: { endpoint: { ports: [{ protocol: 'tcp', target: 80, published: 8080, mode: 'ingress' }, { protocol: 'tcp', target: 81, published: 9090, mode: 'host' }] } } }));
+      ins.run('s1', 'web', JSON.stringify({ vip_index: 7, network_vips: { n1: '10.0.255.2' }, spec: { endpoint: { ports: [{ protocol: 'tcp', target: 80, published: 8080, mode: 'ingress' }, { protocol: 'tcp', target: 81, published: 9090, mode: 'host' }] } } }));
       ins.run('s2', 'db', JSON.stringify({ vip_index: 8, spec: { endpoint: { ports: [] } } }));
       db.close();
       const store = new SqliteStore(path);
       try {
         assert.equal(store.schemaVersion(), migrations[migrations.length - 1]!.version);
-        assert.deepEqual([...(await store.claims(''))], [['ingress-port/tcp/8080', 's1'], ['service-vip/7', 's1'], ['service-vip/8', 's2']]);
+        assert.deepEqual([...(await store.claims(''))], [['ingress-port/tcp/8080', 's1'], ['network-vip/n1/10.0.255.2', 's1'], ['service-vip/7', 's1'], ['service-vip/8', 's2']]);
       } finally {
         await store.close();
       }

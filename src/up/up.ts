@@ -54,6 +54,8 @@ export interface UpOptions {
   tunnelPort?: number;
   /** The store backend: `sqlite` (default) or `memory` (nothing survives a restart). */
   store?: string;
+  /** Wraps the store (tests inject latency this way, as a networked store such as etcd has). */
+  wrapStore?: (s: Store) => Store;
   /** Resources the local node reports (default: the machine's). */
   resources?: { cpus?: number; memoryBytes?: number };
 }
@@ -138,6 +140,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const hosts = [...new Set(['127.0.0.1', 'localhost', '::1', hostname(), advertise, ...(isWildcard(host) ? [] : [host])])];
     const pki = await ensurePki(realDir, hosts);
     store = openStore(opts.store ?? 'sqlite', realDir);
+    if (opts.wrapStore) store = opts.wrapStore(store);
     const clock = systemClock;
     const tokenTtlMs = opts.tokenTtlMs ?? 12 * 3600_000;
     const identity = new Identity(store, clock, tokenTtlMs);

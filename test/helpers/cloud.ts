@@ -78,3 +78,20 @@ export function requireOrSkip(t: { skip: (msg: string) => void }, ok: boolean, w
   t.skip(why);
   return false;
 }
+
+/**
+ * A store whose every call first yields to the event loop (setImmediate), as a store over a network
+ * (etcd) does: concurrent requests then really interleave between their reads and their writes.
+ */
+export function slowStore(s: import('../../src/store/store.js').Store): import('../../src/store/store.js').Store {
+  return new Proxy(s, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function' || prop === 'close') return v;
+      return async (...args: unknown[]) => {
+        await new Promise((r) => setImmediate(r));
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}

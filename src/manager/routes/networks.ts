@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { listAll } from '../../store/paging.js';
+import { commitChecked } from '../commit.js';
 import { YunError, notFound } from '../../errors/errors.js';
 import type { StoredObject } from '../../store/store.js';
 import type { ServiceData } from '../../services/spec.js';
@@ -52,9 +53,10 @@ export async function servicesOnNetwork(ctx: ManagerContext, networkId: string):
   return (await ctx.store.list('service', { limit: 100000 })).items.filter((s) => (s.data as ServiceData).spec.networks.includes(networkId));
 }
 
-export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
-  let creating: Promise<unknown> = Promise.resolve();
+/** Bumped by every network create: subnets and VNIs are chosen against all networks at once. */
+const NETWORKS_GUARD = 'networks';
 
+export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   const find = async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const projects = p.cloudAdmin ? undefined : [p.project.id];
@@ -75,11 +77,14 @@ export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'create networks');
     const body = req.body as { name: string; driver: 'overlay'; subnet?: string; attachable: boolean; labels?: Record<string, string> };
-    const run = creating.then(async () => {
+    // Subnets must overlap no other network's, cluster-wide: the check and the create are one
+    // write under the guard `networks` (a network made meanwhile, by any manager, makes it run again).
+    const [n] = await commitChecked(ctx.store, async () => {
+      const g = await ctx.store.guard(NETWORKS_GUARD);
       if (await ctx.store.getByName('network', p.project.id, body.name)) {
         throw new YunError('YUN_NAME_CONFLICT', `A network named "${body.name}" already exists in project "${p.project.name}"`, { hint: 'Choose another name, or remove the existing network first (`yun network rm`).' });
       }
-      const all = (await ctx.store.list('network', { limit: 100000 })).items;
+      const all = await listAll(ctx.store, 'network');
       const taken: { cidr: Cidr; name: string; mine: boolean }[] = all.map((n) => ({ cidr: parseCidr((n.data as NetworkData).subnet), name: n.name, mine: n.project_id === p.project.id }));
       let subnet: Cidr;
       if (body.subnet !== undefined) {
@@ -104,12 +109,10 @@ export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       while (vnis.has(vni)) vni++;
       if (vni > 0xffffff) throw new YunError('YUN_UNAVAILABLE', 'No free VXLAN network identifier is left (16 million networks)', { hint: 'Remove networks that are no longer used.' });
       const data: NetworkData = { driver: 'overlay', subnet: formatCidr(subnet), attachable: body.attachable === true, vni, labels: body.labels ?? {}, slices: {} };
-      return ctx.store.create({ kind: 'network', project_id: p.project.id, name: body.name, data });
+      return [{ op: 'guard', key: NETWORKS_GUARD, version: g }, { op: 'create', kind: 'network', project_id: p.project.id, name: body.name, data }];
     });
-    creating = run.catch(() => undefined);
-    const n = await run;
-    req.auditTarget = n.id;
-    return created(reply, `/v1/networks/${n.id}`, view(n));
+    req.auditTarget = n!.id;
+    return created(reply, `/v1/networks/${n!.id}`, view(n!));
   });
 
   app.get('/v1/networks', {

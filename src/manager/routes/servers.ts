@@ -11,6 +11,8 @@ import {
   nameSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
 } from '../http.js';
 import { checkQuota } from '../quotas.js';
+import { commitChecked, quotaGuard } from '../commit.js';
+import type { Op } from '../../store/store.js';
 import { findFlavor } from './flavors.js';
 import { resolveImage } from './images.js';
 import { findKeypair } from './keypairs.js';
@@ -193,7 +195,6 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       if (n > USER_DATA_MAX) throw new YunError('YUN_VALIDATION_FAILED', `user_data is ${n} bytes once decoded; at most ${USER_DATA_MAX} are allowed`, { extra: { field: 'body/user_data' } });
     }
     const quota_usage = { instances: 1, cores: flavor.vcpus, ram: flavor.ram_mb * MiB };
-    await checkQuota(ctx.store, p.project, quota_usage);
     const now = ctx.clock.iso();
     const data: ServerData = {
       flavor, image, driver, networks, key_name: b.key_name ?? null, public_keys: publicKeys, user_data_b64: b.user_data ?? null, metadata: b.metadata ?? {},
@@ -203,11 +204,16 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       events: [{ action: 'create', request_id: req.id, user_id: p.user.id, start_time: now, finish_time: null, result: null, message: null }],
       quota_usage,
     };
-    const s = await ctx.store.create({ kind: 'server', project_id: p.project.id, name: b.name, data });
-    req.auditTarget = s.id;
+    // The quota check holds against concurrent creates (the guard), as for services.
+    const [s] = await commitChecked(ctx.store, async () => {
+      const g = await ctx.store.guard(quotaGuard(p.project.id));
+      await checkQuota(ctx.store, p.project, quota_usage);
+      return [{ op: 'guard', key: quotaGuard(p.project.id), version: g }, { op: 'create', kind: 'server', project_id: p.project.id, name: b.name, data }];
+    });
+    req.auditTarget = s!.id;
     ctx.scheduler.kick();
-    reply.code(202).header('location', `/v1/servers/${s.id}`).header('etag', `"${s.version}"`);
-    return view(s);
+    reply.code(202).header('location', `/v1/servers/${s!.id}`).header('etag', `"${s!.version}"`);
+    return view(s!);
   });
 
   app.get('/v1/servers', {
@@ -259,17 +265,21 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       checkAction(action, s.name, d);
       const args = await resolveArgs(s);
       let next = applyAction(d, action, { now: ctx.clock.iso(), request_id: req.id, user_id: p.user.id }, args);
+      const ops: Op[] = [];
       if (action === 'resize' || action === 'resize_revert') {
         const f = next.flavor;
         const usage = { instances: 1, cores: f.vcpus, ram: f.ram_mb * MiB };
+        const g = await ctx.store.guard(quotaGuard(s.project_id));
         const project = (await ctx.store.get('project', s.project_id))!;
         await checkQuota(ctx.store, project, { cores: usage.cores - d.quota_usage.cores, ram: usage.ram - d.quota_usage.ram });
         next = { ...next, quota_usage: usage };
+        ops.push({ op: 'guard', key: quotaGuard(s.project_id), version: g });
       }
+      ops.push({ op: 'update', kind: 'server', id: s.id, version: s.version, data: next });
       try {
-        return await ctx.store.update({ kind: 'server', id: s.id, version: s.version, data: next });
+        return (await ctx.store.batch(ops)).find((o) => o.kind === 'server')!;
       } catch (e) {
-        if (!(e instanceof YunError && e.code === 'YUN_VERSION_CONFLICT') || expected !== undefined || attempt >= 4) throw e;
+        if (!(e instanceof YunError && e.code === 'YUN_VERSION_CONFLICT') || (expected !== undefined && e.extra.guard === undefined) || attempt >= 4) throw e;
       }
     }
   };

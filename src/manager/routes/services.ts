@@ -10,9 +10,11 @@ import {
   principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
 } from '../http.js';
 import { checkQuota, type Quotas } from '../quotas.js';
+import { claimKeys, commitChecked, quotaGuard } from '../commit.js';
+import { newId } from '../../util/ids.js';
+import type { Op } from '../../store/store.js';
 import { resolveImage } from './images.js';
 import type { LogLine } from '../../dispatcher/protocol.js';
-import { servicesOnNetwork } from './networks.js';
 import type { NetworkData } from '../../network/network.js';
 
 /** The label `yun run` puts on the service of a one-off task (such tasks join only attachable networks). */
@@ -41,6 +43,15 @@ const serviceSchema = {
 } as const;
 
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+/** The claims that make a service's VIP index, ingress ports and network VIPs its own in the cluster. */
+function allocationClaims(id: string, d: ServiceData): Extract<Op, { op: 'claim' }>[] {
+  const out: Extract<Op, { op: 'claim' }>[] = [];
+  if (typeof d.vip_index === 'number') out.push({ op: 'claim', key: claimKeys.serviceVip(d.vip_index), owner: id });
+  for (const p of d.spec.endpoint.ports) if (p.published && p.mode === 'ingress') out.push({ op: 'claim', key: claimKeys.ingressPort(p.protocol, p.published), owner: id });
+  for (const [net, ip] of Object.entries(d.network_vips ?? {})) out.push({ op: 'claim', key: claimKeys.networkVip(net, ip), owner: id });
+  return out;
+}
 
 export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   const view = (o: StoredObject, counts?: { running: number; desired: number }) => {
@@ -113,7 +124,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       if (have[id]) { out[id] = have[id]!; continue; }
       const net = await ctx.store.get('network', id);
       if (!net) continue;
-      const used = (await servicesOnNetwork(ctx, id)).filter((x) => x.id !== selfId).map((x) => ((x.data as ServiceData).network_vips ?? {})[id]).filter((v): v is string => !!v);
+      const used = [...(await ctx.store.claims(claimKeys.networkVip(id, ''))).entries()].filter(([, owner]) => owner !== selfId).map(([k]) => k.split('/').pop()!);
       const vip = freeVip(parseCidr((net.data as NetworkData).subnet), used);
       if (!vip) throw new YunError('YUN_UNAVAILABLE', `Network "${net.name}" has no free VIP left (its subnet ${(net.data as NetworkData).subnet} is full of services)`, { hint: 'Use --endpoint-mode dnsrr for this service, or a network with a larger subnet.' });
       out[id] = vip;
@@ -123,7 +134,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
 
   /** Every service gets a VIP index (its loopback VIPs are 127.<node octet>.<hi>.<lo>). */
   const freeVipIndex = async () => {
-    const used = new Set((await ctx.store.list('service', { limit: 100000 })).items.map((x) => Number((x.data as ServiceData).vip_index)));
+    const used = new Set([...(await ctx.store.claims(claimKeys.serviceVip(0).slice(0, -1))).keys()].map((k) => Number(k.split('/').pop())));
     for (let i = 1; i < 65535; i++) if (!used.has(i) && (i & 255) !== 0 && (i & 255) !== 255) return i;
     throw new YunError('YUN_UNAVAILABLE', 'No free service VIP is left (65,000 services)');
   };
@@ -158,10 +169,21 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     if (await ctx.store.getByName('server', p.project.id, body.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A server named "${body.name}" already exists in project "${p.project.name}": a service and a server share names in the project's DNS`, { hint: 'Choose another name.' });
     }
-    const usage = quotaUsage(s, await nodeCount());
-    await checkQuota(ctx.store, p.project, { services: 1, tasks: usage.tasks, cpu: usage.cpu, memory: usage.memory });
-    const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
-    const svc = await ctx.store.create({ kind: 'service', project_id: p.project.id, name: body.name, data });
+    const id = newId();
+    // Checked and written as one: a quota, a port, a VIP index that another writer takes meanwhile
+    // makes the batch fail, and the checks run again against what it wrote.
+    const [svc] = await commitChecked(ctx.store, async () => {
+      const g = await ctx.store.guard(quotaGuard(p.project.id));
+      await checkPorts(s, p.project.id);
+      const usage = quotaUsage(s, await nodeCount());
+      await checkQuota(ctx.store, p.project, { services: 1, tasks: usage.tasks, cpu: usage.cpu, memory: usage.memory });
+      const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
+      return [
+        { op: 'guard', key: quotaGuard(p.project.id), version: g },
+        { op: 'create', kind: 'service', id, project_id: p.project.id, name: body.name, data },
+        ...allocationClaims(id, data),
+      ];
+    });
     req.auditTarget = svc.id;
     ctx.orchestrator.enqueue(svc.id);
     return created(reply, `/v1/services/${svc.id}`, view(svc, { running: 0, desired: s.mode === 'global' ? 0 : s.replicas }));
@@ -194,50 +216,60 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       response: { 200: serviceSchema },
     },
   }, async (req) => {
-    const p = requireRole(req, 'member', 'update services');
-    const svc = await find(req, (req.params as { id: string }).id);
-    req.auditTarget = svc.id;
+    requireRole(req, 'member', 'update services');
     const body = req.body as ServiceSpecInput & { version?: number; rollback?: boolean };
     const version = writeVersion(req, body);
-    const d = svc.data as ServiceData;
-    const { version: _v, rollback, ...input } = body;
-    const now = ctx.clock.iso();
-    let next: ServiceData;
-    if (rollback) {
-      if (Object.keys(input).length) throw new YunError('YUN_VALIDATION_FAILED', 'rollback: true cannot be combined with other changes', { hint: 'Roll back first, then update.' });
-      if (!d.previous_spec) throw new YunError('YUN_VALIDATION_FAILED', `Service "${svc.name}" has no previous spec to roll back to`, { hint: 'It has not been updated since it was created.' });
-      next = {
-        ...d, spec: d.previous_spec, previous_spec: d.spec, spec_version: d.spec_version + 1,
-        update_status: { state: 'rollback_started', started_at: now, message: 'manually requested rollback' },
-      };
-    } else {
-      if (input.mode !== undefined && input.mode !== d.spec.mode) {
-        throw new YunError('YUN_VALIDATION_FAILED', `A service's mode cannot change (it is ${d.spec.mode})`, { hint: 'Create a new service with the other mode.' });
+    const [updated] = await commitChecked(ctx.store, async () => {
+      const svc = await find(req, (req.params as { id: string }).id);
+      req.auditTarget = svc.id;
+      const g = await ctx.store.guard(quotaGuard(svc.project_id));
+      const d = svc.data as ServiceData;
+      const { version: _v, rollback, ...input } = body;
+      const now = ctx.clock.iso();
+      let next: ServiceData;
+      if (rollback) {
+        if (Object.keys(input).length) throw new YunError('YUN_VALIDATION_FAILED', 'rollback: true cannot be combined with other changes', { hint: 'Roll back first, then update.' });
+        if (!d.previous_spec) throw new YunError('YUN_VALIDATION_FAILED', `Service "${svc.name}" has no previous spec to roll back to`, { hint: 'It has not been updated since it was created.' });
+        next = {
+          ...d, spec: d.previous_spec, previous_spec: d.spec, spec_version: d.spec_version + 1,
+          update_status: { state: 'rollback_started', started_at: now, message: 'manually requested rollback' },
+        };
+      } else {
+        if (input.mode !== undefined && input.mode !== d.spec.mode) {
+          throw new YunError('YUN_VALIDATION_FAILED', `A service's mode cannot change (it is ${d.spec.mode})`, { hint: 'Create a new service with the other mode.' });
+        }
+        const s = normalizeSpec(input, d.spec);
+        validateSpec(s, { replicas: d.spec.mode === 'global' ? input.replicas : undefined });
+        await checkNetworks(s, svc.project_id);
+        await checkPorts(s, svc.project_id, svc.id);
+        if (input.task?.image !== undefined || input.task?.force_update !== undefined || (s.task.image && !s.task.image_digest)) await pinImage(s, svc.project_id);
+        const changedTasks = taskSpecChanged(d.spec, s);
+        next = {
+          ...d, spec: s,
+          spec_version: changedTasks ? d.spec_version + 1 : d.spec_version,
+          previous_spec: changedTasks ? d.spec : d.previous_spec,
+          update_status: changedTasks ? { state: 'updating', started_at: now, message: 'update in progress' } : d.update_status,
+        };
       }
-      const s = normalizeSpec(input, d.spec);
-      validateSpec(s, { replicas: d.spec.mode === 'global' ? input.replicas : undefined });
-      await checkNetworks(s, svc.project_id);
-      await checkPorts(s, svc.project_id, svc.id);
-      if (input.task?.image !== undefined || input.task?.force_update !== undefined || (s.task.image && !s.task.image_digest)) await pinImage(s, svc.project_id);
-      const changedTasks = taskSpecChanged(d.spec, s);
-      next = {
-        ...d, spec: s,
-        spec_version: changedTasks ? d.spec_version + 1 : d.spec_version,
-        previous_spec: changedTasks ? d.spec : d.previous_spec,
-        update_status: changedTasks ? { state: 'updating', started_at: now, message: 'update in progress' } : d.update_status,
-      };
-    }
-    next.network_vips = await networkVips(next.spec, d.network_vips, svc.id);
-    if (JSON.stringify(next.spec) !== JSON.stringify(d.spec)) next.spec_changed_at = now;
-    const usage = quotaUsage(next.spec, await nodeCount());
-    const delta: Partial<Quotas> = { tasks: usage.tasks - d.quota_usage.tasks, cpu: usage.cpu - d.quota_usage.cpu, memory: usage.memory - d.quota_usage.memory };
-    const project = (await ctx.store.get('project', svc.project_id))!;
-    await checkQuota(ctx.store, project, delta);
-    next.quota_usage = usage;
-    void p;
-    const updated = await ctx.store.update({ kind: 'service', id: svc.id, version, data: next });
-    ctx.orchestrator.enqueue(svc.id);
-    return view(updated, (await counts([updated])).get(updated.id));
+      next.network_vips = await networkVips(next.spec, d.network_vips, svc.id);
+      if (JSON.stringify(next.spec) !== JSON.stringify(d.spec)) next.spec_changed_at = now;
+      const usage = quotaUsage(next.spec, await nodeCount());
+      const delta: Partial<Quotas> = { tasks: usage.tasks - d.quota_usage.tasks, cpu: usage.cpu - d.quota_usage.cpu, memory: usage.memory - d.quota_usage.memory };
+      const project = (await ctx.store.get('project', svc.project_id))!;
+      await checkQuota(ctx.store, project, delta);
+      next.quota_usage = usage;
+      // Claims of what it no longer has are released; of what it gains, taken.
+      const have = allocationClaims(svc.id, d).map((c) => c.key);
+      const want = allocationClaims(svc.id, next);
+      return [
+        { op: 'guard', key: quotaGuard(svc.project_id), version: g },
+        { op: 'update', kind: 'service', id: svc.id, version, data: next },
+        ...have.filter((k) => !want.some((w) => w.key === k)).map((key) => ({ op: 'release' as const, key, owner: svc.id })),
+        ...want.filter((w) => !have.includes(w.key)),
+      ];
+    });
+    ctx.orchestrator.enqueue(updated!.id);
+    return view(updated!, (await counts([updated!])).get(updated!.id));
   });
 
   app.delete('/v1/services/:id', {
