@@ -29,7 +29,7 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     await store.create({ kind: 'thing', project_id: 'p', name: 'a', data: {} });
     await assert.rejects(store.watch(0, () => { throw new Error('callback failure'); }), /callback failure/);
-    assert.equal((store as unknown as { listeners: Set<unknown> }).listeners.size, 0);
+    assert.equal((store as unknown as { feed: { size: number } }).feed.size, 0);
     await store.close();
   });
 

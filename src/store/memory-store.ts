@@ -14,6 +14,7 @@ import { newId } from '../util/ids.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { compareSql, compareText, filterPredicate, field, groupKey, sortKey, SqlSum, sqlOf, type SqlValue } from './query.js';
 import { claimTaken, guardConflict } from './claims.js';
+import { Feed } from './feed.js';
 import type { AuditEntry, Change, Filter, ListQuery, ListResult, Op, Store, StoredObject, TokenRecord } from './store.js';
 
 /** As SqliteStore: how many changes the feed keeps, and how many writes between compactions. */
@@ -46,10 +47,7 @@ export class MemoryStore implements Store {
   /** The change feed, oldest first, with consecutive revisions. */
   private changes: { revision: number; text: string }[] = [];
   private writesSinceCompact = 0;
-  private listeners = new Set<(changes: Change[]) => void>();
-  /** Batches not yet delivered to the listeners, in commit order (see notify). */
-  private undelivered: Change[][] = [];
-  private notifying = false;
+  private readonly feed = new Feed();
   private secrets = new Map<string, string>();
   /** Claims: key → owner; guards: key → version. */
   private claimed = new Map<string, string>();
@@ -255,28 +253,11 @@ export class MemoryStore implements Store {
     for (const c of changes) this.changes.push({ revision: c.revision, text: JSON.stringify(c) });
     this.writesSinceCompact += changes.length;
     if (this.writesSinceCompact > COMPACT_EVERY) this.compact();
-    if (changes.length) this.notify(changes);
+    this.feed.notify(changes);
     return written.map((r) => this.copy(r));
   }
 
-  /**
-   * Deliver a batch's changes to every listener, batches in commit order: a write made from inside
-   * a listener is delivered once the current batch has reached every listener.
-   */
-  private notify(changes: Change[]): void {
-    this.undelivered.push(changes);
-    if (this.notifying) return;
-    this.notifying = true;
-    try {
-      for (let cs = this.undelivered.shift(); cs; cs = this.undelivered.shift()) {
-        for (const l of this.listeners) {
-          try { l(cs); } catch { /* a listener's failure is its own */ }
-        }
-      }
-    } finally {
-      this.notifying = false;
-    }
-  }
+
 
   async claims(prefix: string): Promise<Map<string, string>> {
     this.open();
@@ -333,31 +314,7 @@ export class MemoryStore implements Store {
 
   async watch(revision: number, fn: (changes: Change[]) => void): Promise<() => void> {
     this.open();
-    // As SqliteStore: attach first, replay what was missed, then deliver what arrived meanwhile,
-    // skipping revisions already delivered.
-    let delivered = revision;
-    const buffered: Change[][] = [];
-    let replaying = true;
-    const listener = (changes: Change[]): void => {
-      if (replaying) { buffered.push(changes); return; }
-      const fresh = changes.filter((c) => c.revision > delivered);
-      if (fresh.length) { delivered = fresh[fresh.length - 1]!.revision; fn(fresh); }
-    };
-    this.listeners.add(listener);
-    try {
-      for (;;) {
-        const past = await this.changesSince(delivered, 5000);
-        if (past.length === 0) break;
-        delivered = past[past.length - 1]!.revision;
-        fn(past);
-      }
-    } catch (e) {
-      this.listeners.delete(listener);
-      throw e;
-    }
-    replaying = false;
-    for (const b of buffered) listener(b);
-    return () => { this.listeners.delete(listener); };
+    return this.feed.watch(revision, fn, (rev, limit) => this.changesSince(rev, limit));
   }
 
   async putSecret(key: string, value: string): Promise<void> {
@@ -454,7 +411,7 @@ export class MemoryStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.listeners.clear();
+    this.feed.clear();
     this.closed = true;
   }
 }

@@ -36,7 +36,7 @@ describe('SqliteStore', () => {
     try {
       await store.create({ kind: 'thing', project_id: 'p', name: 'a', data: {} });
       await assert.rejects(store.watch(0, () => { throw new Error('callback failure'); }), /callback failure/);
-      assert.equal((store as unknown as { listeners: Set<unknown> }).listeners.size, 0);
+      assert.equal((store as unknown as { feed: { size: number } }).feed.size, 0);
     } finally {
       await store.close();
     }

@@ -4,6 +4,7 @@ import { newId } from '../util/ids.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { migrations } from './migrations.js';
 import { claimTaken, guardConflict } from './claims.js';
+import { Feed } from './feed.js';
 import type { AuditEntry, Change, Filter, ListQuery, ListResult, Op, Store, StoredObject, TokenRecord } from './store.js';
 
 const COLUMNS = new Set(['id', 'name', 'project_id', 'version', 'created_at', 'updated_at', 'revision', 'kind']);
@@ -56,10 +57,7 @@ function sqlValue(v: unknown): string | number | null {
 export class SqliteStore implements Store {
   readonly backend = 'sqlite';
   private db: Database.Database;
-  private listeners = new Set<(changes: Change[]) => void>();
-  /** Batches not yet delivered to the listeners, in commit order (see notify). */
-  private undelivered: Change[][] = [];
-  private notifying = false;
+  private readonly feed = new Feed();
   private clock: Clock;
   private writesSinceCompact = 0;
   /** Prepared statements by SQL text: preparing once saves CPU and native memory. */
@@ -305,29 +303,11 @@ export class SqliteStore implements Store {
     const { objects, changes } = this.db.transaction(this.applyOps)(ops);
     this.writesSinceCompact += changes.length;
     if (this.writesSinceCompact > 5000) this.compact();
-    if (changes.length) this.notify(changes);
+    this.feed.notify(changes);
     return objects;
   }
 
-  /**
-   * Deliver a batch's changes to every listener, batches in commit order. A write made from inside a
-   * listener is queued and delivered once the current batch has reached every listener: delivering
-   * it at once would let later listeners see it first and then skip the earlier batch as delivered.
-   */
-  private notify(changes: Change[]): void {
-    this.undelivered.push(changes);
-    if (this.notifying) return;
-    this.notifying = true;
-    try {
-      for (let cs = this.undelivered.shift(); cs; cs = this.undelivered.shift()) {
-        for (const l of this.listeners) {
-          try { l(cs); } catch { /* a listener's failure is its own */ }
-        }
-      }
-    } finally {
-      this.notifying = false;
-    }
-  }
+
 
   async create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject> {
     return (await this.batch([{ op: 'create', ...op }]))[0]!;
@@ -363,33 +343,7 @@ export class SqliteStore implements Store {
   }
 
   async watch(revision: number, fn: (changes: Change[]) => void): Promise<() => void> {
-    // Replay what was missed, then stream live changes; the listener is attached before the
-    // replay read, and revisions already delivered are skipped, so nothing is lost or repeated.
-    let delivered = revision;
-    const buffered: Change[][] = [];
-    let replaying = true;
-    const listener = (changes: Change[]): void => {
-      if (replaying) { buffered.push(changes); return; }
-      const fresh = changes.filter((c) => c.revision > delivered);
-      if (fresh.length) { delivered = fresh[fresh.length - 1]!.revision; fn(fresh); }
-    };
-    this.listeners.add(listener);
-    try {
-      for (;;) {
-        const past = await this.changesSince(delivered, 5000);
-        if (past.length === 0) break;
-        delivered = past[past.length - 1]!.revision;
-        fn(past);
-      }
-    } catch (e) {
-      // An expired revision (or a callback that throws) ends the watch: detach, or the listener
-      // would buffer every later change forever.
-      this.listeners.delete(listener);
-      throw e;
-    }
-    replaying = false;
-    for (const b of buffered) listener(b);
-    return () => { this.listeners.delete(listener); };
+    return this.feed.watch(revision, fn, (rev, limit) => this.changesSince(rev, limit));
   }
 
   async putSecret(key: string, value: string): Promise<void> {
@@ -452,7 +406,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.listeners.clear();
+    this.feed.clear();
     this.db.close();
   }
 }
