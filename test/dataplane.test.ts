@@ -55,7 +55,9 @@ describe('data plane: DNS, VIP and routing mesh for process tasks on loopback no
       task: {
         command: ['node', '-e', SERVER], env: { YUN_NODE: 'x' },
         placement: { constraints: ['node.role==worker'], max_replicas_per_node: 1 },
-        health_check: { type: 'http', path: '/', interval_ms: 300, timeout_ms: 300, retries: 1 },
+        // A start period and retries: on a machine busy with other tests (TCG VMs) a node
+        // process may take a second to listen; what is tested here is the data plane, not timing.
+        health_check: { type: 'http', path: '/', interval_ms: 300, timeout_ms: 300, retries: 3, start_period_ms: 15_000 },
         restart_policy: { condition: 'none' },
       },
       endpoint: { ports: [{ target: 80, published: 8091 }] },
