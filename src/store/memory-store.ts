@@ -257,8 +257,6 @@ export class MemoryStore implements Store {
     return written.map((r) => this.copy(r));
   }
 
-
-
   async claims(prefix: string): Promise<Map<string, string>> {
     this.open();
     return new Map([...this.claimed].filter(([k]) => k.startsWith(prefix)).sort((a, b) => compareText(a[0], b[0])));

@@ -307,8 +307,6 @@ export class SqliteStore implements Store {
     return objects;
   }
 
-
-
   async create(op: Omit<Extract<Op, { op: 'create' }>, 'op'>): Promise<StoredObject> {
     return (await this.batch([{ op: 'create', ...op }]))[0]!;
   }

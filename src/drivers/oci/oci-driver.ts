@@ -42,6 +42,7 @@ import {
 import { errText, normalizeSignal, stderrHint } from '../common/exit.js';
 import { readStarted, sendGo } from '../common/shim-io.js';
 import { recordedExit } from '../common/recorded-exit.js';
+import { tailOf } from '../common/tail.js';
 import { detectCgroups, parentParts, taskCgroupPaths, type CgroupSupport, type TaskCgroups } from '../process/cgroups.js';
 import { isAlive, readProcStat, readProcStatSync } from '../process/procfs.js';
 import { SHIM_NAME, START_SHIM } from '../process/shim.js';
@@ -1023,24 +1024,5 @@ export async function removeTaskCgroups(root: string, rel: string): Promise<void
         throw new DriverError(`could not remove cgroup ${dir} (${errText(err)})`, false);
       }
     }
-  }
-}
-
-/** The last `bytes` of a file ('' when it does not exist). */
-export async function tailOf(path: string, bytes: number): Promise<string> {
-  let f: FileHandle;
-  try {
-    f = await open(path, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const size = (await f.stat()).size;
-    const n = Math.min(size, Math.max(0, bytes));
-    const buf = Buffer.alloc(n);
-    await f.read(buf, 0, n, size - n);
-    return buf.toString('utf8');
-  } finally {
-    await f.close();
   }
 }

@@ -37,7 +37,7 @@ import { recordedExit } from '../common/recorded-exit.js';
 import { startSupervised, type Supervised } from '../common/supervise.js';
 import { isAlive, readProcStat } from '../process/procfs.js';
 import { findOnPath, runCommand } from '../oci/host.js';
-import { tailOf } from '../oci/oci-driver.js';
+import { tailOf } from '../common/tail.js';
 import { probeKvm, type KvmProbe } from './kvm-probe.js';
 import { withQmp } from './qmp.js';
 import { seedSupport, writeSeedImage, type SeedData } from './seed.js';
@@ -449,7 +449,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     if (!(await exists(state))) throw new DriverError(`VM ${h.task_id} is not suspended (it has no saved memory)`, false);
     if (await this.alive(h)) throw new DriverError(`VM ${h.task_id} is running`, false);
     const host = await this.ready();
-    const config = await this.savedConfig(h);
+    const config = this.savedConfig(h);
     const next = await this.run(host, h, config, ['-incoming', `exec:cat '${state}'`]);
     const deadline = Date.now() + 120_000;
     await withQmp(join(h.dir, QMP), async (q) => {
@@ -526,7 +526,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
   }
 
   /** The config the VM last booted with (kept in the handle for a resume). */
-  private async savedConfig(h: QemuHandle): Promise<TaskConfig> {
+  private savedConfig(h: QemuHandle): TaskConfig {
     const c = h.config;
     if (!c) throw new DriverError(`the handle of VM ${h.task_id} has no boot config (it was made by an older agent): hard-reboot it`, false);
     return c;

@@ -253,9 +253,10 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   });
 
   /** Apply an action with optimistic concurrency: re-read and re-check on a version conflict. */
-  const act = async (req: FastifyRequest, ref: string, action: ServerAction, resolveArgs: (s: StoredObject) => Promise<{ image?: ImageSnapshot; flavor?: FlavorSnapshot; quota?: boolean }>, expected?: number) => {
+  /** Apply an action, its checks run again when the server or its project's quota moved on meanwhile. */
+  const act = async (req: FastifyRequest, ref: string, action: ServerAction, resolveArgs: (s: StoredObject) => Promise<{ image?: ImageSnapshot; flavor?: FlavorSnapshot }>, expected?: number) => {
     const p = principal(req);
-    for (let attempt = 0; ; attempt++) {
+    const [updated] = await commitChecked(ctx.store, async () => {
       const s = await find(req, ref);
       req.auditTarget = s.id;
       if (expected !== undefined && s.version !== expected) {
@@ -263,8 +264,7 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       }
       const d = s.data as ServerData;
       checkAction(action, s.name, d);
-      const args = await resolveArgs(s);
-      let next = applyAction(d, action, { now: ctx.clock.iso(), request_id: req.id, user_id: p.user.id }, args);
+      let next = applyAction(d, action, { now: ctx.clock.iso(), request_id: req.id, user_id: p.user.id }, await resolveArgs(s));
       const ops: Op[] = [];
       if (action === 'resize' || action === 'resize_revert') {
         const f = next.flavor;
@@ -275,13 +275,9 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         next = { ...next, quota_usage: usage };
         ops.push({ op: 'guard', key: quotaGuard(s.project_id), version: g });
       }
-      ops.push({ op: 'update', kind: 'server', id: s.id, version: s.version, data: next });
-      try {
-        return (await ctx.store.batch(ops)).find((o) => o.kind === 'server')!;
-      } catch (e) {
-        if (!(e instanceof YunError && e.code === 'YUN_VERSION_CONFLICT') || (expected !== undefined && e.extra.guard === undefined) || attempt >= 4) throw e;
-      }
-    }
+      return [...ops, { op: 'update', kind: 'server', id: s.id, version: s.version, data: next }];
+    }, { objectChanged: expected === undefined });
+    return updated!;
   };
 
   app.post('/v1/servers/:id/actions', {

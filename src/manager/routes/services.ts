@@ -134,7 +134,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
 
   /** Every service gets a VIP index (its loopback VIPs are 127.<node octet>.<hi>.<lo>). */
   const freeVipIndex = async () => {
-    const used = new Set([...(await ctx.store.claims(claimKeys.serviceVip(0).slice(0, -1))).keys()].map((k) => Number(k.split('/').pop())));
+    const used = new Set([...(await ctx.store.claims(claimKeys.serviceVipPrefix)).keys()].map((k) => Number(k.split('/').pop())));
     for (let i = 1; i < 65535; i++) if (!used.has(i) && (i & 255) !== 0 && (i & 255) !== 255) return i;
     throw new YunError('YUN_UNAVAILABLE', 'No free service VIP is left (65,000 services)');
   };
