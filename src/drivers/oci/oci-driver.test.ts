@@ -533,6 +533,9 @@ describe('oci driver', () => {
     let out = '';
     s.output.on('data', (b: Buffer) => (out += b.toString()));
     try {
+      // Type at the prompt, not ahead of it: a line typed before runc has set up the container's
+      // terminal can meet it half made (seen once in CI: `stty: standard input: No child processes`).
+      await until(() => /# $/.test(out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')), 5000, 'the shell\'s prompt');
       s.stdin.write('tty; stty size; echo "v=$YUN_X"\n');
       await until(() => /v=tty-env/.test(out), 5000, 'the shell to answer');
       assert.match(out, /\/dev\/pts\/\d+\r*\n/);
