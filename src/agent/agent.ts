@@ -6,6 +6,9 @@ import { isTerminal, type TaskData, type TaskStatus } from '../services/task.js'
 import { RecordStore, TaskStore, type ServerRecord, type TaskRecord } from './persist.js';
 import { newServerRecord, ServerRunner, type ServerHost } from './server-runner.js';
 import type { ServerReport } from '../servers/server.js';
+import type { VolumeReport } from '../volumes/volume.js';
+import { newVolumeRecord, VolumeRunner, type VolumeHost, type VolumeRecord } from './volume-runner.js';
+import { VolumeFiles } from './volume-files.js';
 import { PortAllocator } from './ports.js';
 import { TaskRunner, type RunnerHost } from './task-runner.js';
 import type { NodeImages } from './images.js';
@@ -40,6 +43,9 @@ export class Agent {
   private servers = new Map<string, ServerRunner>();
   private pendingServers = new Map<string, ServerReport>();
   private readonly serverHost: ServerHost;
+  private volumes = new Map<string, VolumeRunner>();
+  private pendingVolumes = new Map<string, VolumeReport>();
+  private readonly volumeHost: VolumeHost;
   private channel?: Channel<AgentMessage, ManagerMessage>;
   private heartbeat?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
@@ -88,7 +94,42 @@ export class Agent {
         if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 15);
       },
       forget: (id) => { this.servers.delete(id); this.pendingServers.delete(id); },
+      volumes: {
+        file: (id) => this.volumeHost.files.file(id),
+        whenCreated: async (id, timeoutMs) => {
+          const deadline = Date.now() + timeoutMs;
+          for (;;) {
+            const v = this.volumes.get(id);
+            if (v?.created) return;
+            if (v && v.record.report.fault) throw new Error(`volume ${v.record.volume.name} could not be made: ${v.record.report.fault.details}`);
+            if (Date.now() > deadline) throw new Error(`volume ${id} was not made on this node within ${Math.round(timeoutMs / 1000)} s`);
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        },
+      },
     };
+    this.volumeHost = {
+      files: new VolumeFiles(join(opts.dataDir, 'volumes')),
+      store: new RecordStore<VolumeRecord>(join(opts.dataDir, 'volumes'), 'volume.json'),
+      log: opts.log.child({ component: 'volumes' }),
+      images: opts.images,
+      attachedInstance: (volumeId) => {
+        for (const r of this.servers.values()) {
+          const hook = r.volumeHook(volumeId);
+          if (hook) return hook;
+        }
+        return undefined;
+      },
+      report: (id, report) => {
+        this.pendingVolumes.set(id, report);
+        if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 15);
+      },
+      forget: (id) => { this.volumes.delete(id); this.pendingVolumes.delete(id); },
+    };
+  }
+
+  get volumeRunners(): VolumeRunner[] {
+    return [...this.volumes.values()];
   }
 
   get serverRunners(): ServerRunner[] {
@@ -107,6 +148,11 @@ export class Agent {
       this.runners.set(rec.id, runner);
       await runner.reattach();
       if (!rec.reported) this.pending.set(rec.id, rec.status);
+    }
+    for (const rec of this.volumeHost.store.loadAll()) {
+      const runner = new VolumeRunner(this.volumeHost, rec);
+      this.volumes.set(rec.id, runner);
+      runner.resume();
     }
     for (const rec of this.serverHost.store.loadAll()) {
       const runner = new ServerRunner(this.serverHost, rec);
@@ -164,10 +210,12 @@ export class Agent {
       void Promise.all([this.opts.description(), this.dataplane.describe()]).then(([description, dp]) => {
         const tasks = [...this.runners.values()].map((r) => ({ task_id: r.id, status: r.record.status }));
         const servers = [...this.servers.values()].map((r) => ({ server_id: r.id, report: r.record.report }));
+        const volumes = [...this.volumes.values()].map((r) => ({ volume_id: r.id, report: r.record.report }));
         this.pending.clear(); // the hello carries every status as of now
         this.pendingServers.clear();
+        this.pendingVolumes.clear();
         const missing = { ...dp.missing_features, ...(description.missing_features ?? {}) };
-        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, ...dp, missing_features: missing, dataplane_port: this.dataplane.tunnelPort }, tasks, servers });
+        ch.send({ type: 'hello', node_id: this.opts.nodeId, description: { ...description, ...dp, missing_features: missing, dataplane_port: this.dataplane.tunnelPort }, tasks, servers, volumes });
       });
     });
   }
@@ -207,6 +255,18 @@ export class Agent {
         return;
       case 'server_removed':
         this.servers.get(m.id)?.remove();
+        return;
+      case 'volumes': {
+        const ids = new Set(m.volumes.map((x) => x.id));
+        for (const x of m.volumes) this.onVolume(x);
+        for (const r of [...this.volumes.values()]) if (!ids.has(r.id)) r.remove();
+        return;
+      }
+      case 'volume':
+        this.onVolume(m.volume);
+        return;
+      case 'volume_removed':
+        this.volumes.get(m.id)?.remove();
         return;
       case 'call':
         void this.answer(m.method, m.params).then(
@@ -304,6 +364,15 @@ export class Agent {
     r.update(x);
   }
 
+  private onVolume(x: import('../dispatcher/protocol.js').AssignedVolume): void {
+    let r = this.volumes.get(x.id);
+    if (!r) {
+      r = new VolumeRunner(this.volumeHost, newVolumeRecord(x));
+      this.volumes.set(x.id, r);
+    }
+    r.update(x);
+  }
+
   /** Answers to the manager's questions (`call`). */
   private async answer(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
     switch (method) {
@@ -328,6 +397,11 @@ export class Agent {
     this.flushTimer = undefined;
     const ch = this.channel;
     if (!ch?.open || !this.welcomed) return;
+    if (this.pendingVolumes.size > 0) {
+      const updates = [...this.pendingVolumes.entries()].map(([volume_id, report]) => ({ volume_id, report }));
+      this.pendingVolumes.clear();
+      ch.send({ type: 'volume_status', updates });
+    }
     if (this.pendingServers.size > 0) {
       const updates = [...this.pendingServers.entries()].map(([server_id, report]) => ({ server_id, report }));
       this.pendingServers.clear();

@@ -29,6 +29,8 @@ export interface ServerRecord {
   /** A step failed for this generation: not retried until the server is asked something new. */
   failed_generation: number;
   report: ServerReport;
+  /** Attached volumes: the device each got, the path it is mounted at (what a detach undoes). */
+  devices?: Record<string, { device: string | null; mount_path: string | null }>;
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { capable, type Driver, type NetworkAttachment, type TaskConfig, type TaskHandle, type TtyExec } from '../drivers/driver.js';
+import { capable, type Driver, type NetworkAttachment, type TaskConfig, type TaskHandle, type TtyExec, type VolumeDisk } from '../drivers/driver.js';
 import type { AssignedServer } from '../dispatcher/protocol.js';
 import { afterStep, EMPTY_LOCAL, planServer, powerOf, type Step, type Want } from '../servers/plan.js';
-import type { ServerReport } from '../servers/server.js';
+import type { ServerReport, ServerVolume } from '../servers/server.js';
 import type { NodeImages } from './images.js';
 import type { OverlayHost } from './overlay.js';
 import type { RecordStore, ServerRecord } from './persist.js';
@@ -22,18 +22,24 @@ export interface ServerHost {
   overlay?: OverlayHost | null;
   report(serverId: string, report: ServerReport): void;
   forget(serverId: string): void;
+  /** This node's volumes: where a volume's file is, and a wait for one being made (a root volume). */
+  volumes?: { file(id: string): string; whenCreated(id: string, timeoutMs: number): Promise<void> };
 }
+
+/** How long a server booting from a volume waits for the volume to be made (an image written to it). */
+const ROOT_VOLUME_WAIT_MS = 30 * 60_000;
 
 /** What the server asks of its node, from its desired state. */
 function wantOf(s: AssignedServer): Want {
   const d = s.data;
-  return { power: d.desired.power, generation: d.desired.generation, op: d.desired.op, deleting: d.desired.deleting, image_digest: d.image.digest };
+  return { power: d.desired.power, generation: d.desired.generation, op: d.desired.op, deleting: d.desired.deleting, image_digest: d.image.digest, volumes: (d.volumes ?? []).filter((v) => !v.boot).map((v) => v.id) };
 }
 
 const STEP_WORDS: Record<Step['do'], string> = {
   prepare: 'preparing the instance (image, root disk, seed, networks)', boot: 'booting', stop: 'stopping', freeze: 'pausing', thaw: 'unpausing',
   suspend: 'suspending', resume: 'resuming', destroy: 'destroying the instance', save_disk: 'saving a copy of the root disk',
   restore_disk: 'restoring the saved root disk', drop_disk: 'dropping the saved root disk', op_done: 'finishing',
+  attach: 'attaching a volume', detach: 'detaching a volume',
 };
 
 /**
@@ -74,7 +80,7 @@ export class ServerRunner {
 
   private report(patch: Partial<ServerReport> = {}): void {
     const r = this.record;
-    r.report = { generation: r.done_generation, power_state: powerOf(r.local), fault: null, exit: null, message: null, ...patch };
+    r.report = { generation: r.done_generation, power_state: powerOf(r.local), fault: null, exit: null, message: null, volumes: this.attachedVolumes(), ...patch };
     this.save();
     this.host.report(this.id, r.report);
   }
@@ -136,7 +142,7 @@ export class ServerRunner {
           this.report({ generation: want.generation, destroyed: true });
           return;
         }
-        if (r.done_generation !== want.generation || r.report.power_state !== powerOf(r.local) || r.report.message) {
+        if (r.done_generation !== want.generation || r.report.power_state !== powerOf(r.local) || r.report.message || JSON.stringify(r.report.volumes ?? []) !== JSON.stringify(this.attachedVolumes())) {
           r.done_generation = want.generation;
           this.report();
         }
@@ -235,6 +241,23 @@ export class ServerRunner {
         r.handle = null;
         this.save();
         return;
+      case 'attach': case 'detach': {
+        const vol = capable(driver, 'volumes');
+        if (!vol) throw new Error(`the ${driver.name} driver cannot attach volumes`);
+        const v = (s.data.volumes ?? []).find((x) => x.id === step.volume);
+        const disk = v ? this.disk(v) : { id: step.volume, path: this.host.volumes?.file(step.volume) ?? '', serial: '', content: 'disk' as const, mount_path: r.devices?.[step.volume]?.mount_path ?? null };
+        if (step.do === 'attach') {
+          const res = await vol.attachVolume(need(), disk);
+          r.handle = res.handle;
+          r.devices = { ...(r.devices ?? {}), [step.volume]: { device: res.device, mount_path: disk.mount_path } };
+        } else {
+          r.handle = (await vol.detachVolume(need(), disk)).handle;
+          const { [step.volume]: _gone, ...rest } = r.devices ?? {};
+          r.devices = rest;
+        }
+        this.save();
+        return;
+      }
       case 'save_disk': return inst.saveDisk(need(), step.tag);
       case 'restore_disk': return inst.restoreDisk(need(), step.tag);
       case 'drop_disk': return inst.dropDisk(need(), step.tag);
@@ -258,10 +281,30 @@ export class ServerRunner {
     }, (e) => this.host.log.warn({ err: e, server_id: this.id }, 'waiting for the instance failed'));
   }
 
-  /** The instance's config: flavor, image on this node, networks, seed. */
+  /** The volumes the instance has now, as reported (with their device names). */
+  private attachedVolumes(): { id: string; device: string | null }[] {
+    const r = this.record;
+    const boot = (r.server.data.volumes ?? []).filter((v) => v.boot && r.local.prepared).map((v) => ({ id: v.id, device: '/dev/vda' }));
+    return [...boot, ...(r.local.attached ?? []).map((id) => ({ id, device: r.devices?.[id]?.device ?? null }))];
+  }
+
+  private disk(v: ServerVolume): VolumeDisk {
+    const path = this.host.volumes?.file(v.id);
+    if (!path) throw new Error('this node keeps no volumes');
+    return { id: v.id, path, serial: v.serial, content: v.content, mount_path: v.mount_path };
+  }
+
+  /** The instance's config: flavor, image on this node, networks, seed, volumes. */
   private async config(s: AssignedServer): Promise<TaskConfig> {
     const d = s.data;
     if (!this.host.images) throw new Error('this node has no image store');
+    const root = (d.volumes ?? []).find((v) => v.boot);
+    if (root) {
+      if (!this.host.volumes) throw new Error('this node keeps no volumes');
+      this.report({ message: 'waiting for the root volume to be made' });
+      await this.host.volumes.whenCreated(root.id, ROOT_VOLUME_WAIT_MS);
+    }
+    const attached = (d.volumes ?? []).filter((v) => !v.boot).map((v) => this.disk(v));
     const image_info = await this.host.images.ensure(d.image.name, d.image.digest, (m) => this.report({ message: m }));
     const networks: NetworkAttachment[] = [];
     for (const n of d.networks) {
@@ -280,7 +323,23 @@ export class ServerRunner {
         vcpus: d.flavor.vcpus, memory_bytes: d.flavor.ram_mb * MiB, disk_bytes: d.flavor.disk_gb * GiB,
         ephemeral_bytes: d.flavor.ephemeral_gb * GiB, swap_bytes: d.flavor.swap_mb * MiB,
         seed: { instance_id: s.id, hostname: s.name, public_keys: d.public_keys, ...(d.user_data_b64 ? { user_data_b64: d.user_data_b64 } : {}) },
+        volumes: attached,
+        ...(root ? { root_volume: this.disk(root) } : {}),
       },
+    };
+  }
+
+  /** For a volume of this server: grow it and quiesce it through the driver (the volume runner asks). */
+  volumeHook(volumeId: string): { resized(bytes: number): Promise<void>; quiesced(fn: () => Promise<void>): Promise<void> } | undefined {
+    const r = this.record;
+    const v = (r.server.data.volumes ?? []).find((x) => x.id === volumeId);
+    const d = this.driver;
+    const vol = d && capable(d, 'volumes');
+    if (!v || !vol || !r.handle || !r.local.prepared || (!v.boot && !(r.local.attached ?? []).includes(volumeId))) return undefined;
+    const disk = this.disk(v);
+    return {
+      resized: (bytes) => vol.volumeResized(r.handle!, disk, bytes),
+      quiesced: (fn) => vol.quiesced(r.handle!, disk, fn),
     };
   }
 
@@ -310,5 +369,5 @@ function exitPatch(exit: { exit_code: number | null; signal: string | null; erro
 }
 
 export function newServerRecord(server: AssignedServer): ServerRecord {
-  return { id: server.id, server, driver: null, handle: null, local: { ...EMPTY_LOCAL }, done_generation: 0, failed_generation: 0, report: { generation: 0, power_state: 'nostate' } };
+  return { id: server.id, server, driver: null, handle: null, local: { ...EMPTY_LOCAL }, done_generation: 0, failed_generation: 0, report: { generation: 0, power_state: 'nostate' }, devices: {} };
 }

@@ -9,6 +9,9 @@ import { isTerminal, stateRank, type TaskData, type TaskStatus } from '../servic
 import type { AgentMessage, AssignedServer, Channel, LogLine, ManagerMessage } from './protocol.js';
 import { applyReport } from '../servers/states.js';
 import type { ServerData, ServerReport } from '../servers/server.js';
+import type { AssignedVolume } from './protocol.js';
+import type { VolumeData } from '../volumes/volume.js';
+import { applyVolumeReports, attachmentOps } from './volume-reports.js';
 
 export interface DispatcherOptions {
   /** How often agents send a heartbeat. */
@@ -135,6 +138,9 @@ export class Dispatcher {
         await this.applyStatus(s, m.tasks);
         const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
         s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
+        await applyVolumeReports(this.store, s.nodeId, m.volumes ?? [], this.clock.iso(), (id) => s.channel.send({ type: 'volume_removed', id }));
+        const volumes = await listAll(this.store, 'volume', { filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] });
+        s.channel.send({ type: 'volumes', volumes: volumes.map(assignedVolume) });
         await this.applyServerReports(s, m.servers ?? []);
         const servers = await listAll(this.store, 'server', { filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] });
         s.channel.send({ type: 'servers', servers: servers.map(assigned) });
@@ -174,6 +180,10 @@ export class Dispatcher {
       case 'server_status':
         this.membership.heartbeat(s.nodeId);
         await this.applyServerReports(s, m.updates);
+        return;
+      case 'volume_status':
+        this.membership.heartbeat(s.nodeId);
+        await applyVolumeReports(this.store, s.nodeId, m.updates, this.clock.iso(), (id) => s.channel.send({ type: 'volume_removed', id }));
         return;
       case 'call_result': {
         const c = this.calls.get(m.req_id);
@@ -241,10 +251,14 @@ export class Dispatcher {
           s.channel.send({ type: 'server_removed', id });
           break;
         }
-        const next = applyReport(o.data as ServerData, report, this.clock.iso());
+        const now = this.clock.iso();
+        const next = applyReport(o.data as ServerData, report, now);
         try {
-          if (next === 'delete') await this.store.delete({ kind: 'server', id, version: o.version });
-          else if (JSON.stringify(next) !== JSON.stringify(o.data)) await this.store.update({ kind: 'server', id, version: o.version, data: next });
+          // The server and its volumes in one batch: a volume is never left attached to a server that is gone.
+          const ops: Op[] = await attachmentOps(this.store, id, report, next === 'delete', now);
+          if (next === 'delete') ops.push({ op: 'delete', kind: 'server', id, version: o.version });
+          else if (JSON.stringify(next) !== JSON.stringify(o.data)) ops.push({ op: 'update', kind: 'server', id, version: o.version, data: next });
+          if (ops.length) await this.store.batch(ops);
           break;
         } catch (e) {
           if (!(e instanceof YunError && (e.code === 'YUN_VERSION_CONFLICT' || e.code === 'YUN_NOT_FOUND'))) throw e;
@@ -261,6 +275,14 @@ export class Dispatcher {
         if (!s?.ready) continue;
         if (c.type === 'delete') s.channel.send({ type: 'server_removed', id: c.id });
         else s.channel.send({ type: 'server', server: assigned(c.object) });
+        continue;
+      }
+      if (c.kind === 'volume') {
+        const d = c.object.data as VolumeData;
+        const s = d.node_id ? this.sessions.get(d.node_id) : undefined;
+        if (!s?.ready) continue;
+        if (c.type === 'delete') s.channel.send({ type: 'volume_removed', id: c.id });
+        else s.channel.send({ type: 'volume', volume: assignedVolume(c.object) });
         continue;
       }
       if (c.kind !== 'task') continue;
@@ -398,6 +420,10 @@ export class Dispatcher {
       s.channel.send({ type: 'exec_request', req_id: reqId, task_id: taskId, command, timeout_ms: timeoutMs });
     });
   }
+}
+
+function assignedVolume(o: { id: string; name: string; project_id: string; data: Record<string, unknown> }): AssignedVolume {
+  return { id: o.id, name: o.name, project_id: o.project_id, data: o.data as VolumeData };
 }
 
 function assigned(o: { id: string; name: string; project_id: string; data: Record<string, unknown> }): AssignedServer {

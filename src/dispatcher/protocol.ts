@@ -6,6 +6,7 @@ import type { TaskData, TaskStatus } from '../services/task.js';
 import type { DriverFingerprint } from '../drivers/driver.js';
 import type { CheckResult } from '../doctor/checks.js';
 import type { ServerData, ServerReport } from '../servers/server.js';
+import type { VolumeData, VolumeReport } from '../volumes/volume.js';
 
 export interface NodeDescription {
   hostname: string;
@@ -24,8 +25,9 @@ export interface NodeDescription {
 }
 
 export type AgentMessage =
-  | { type: 'hello'; node_id: string; description: NodeDescription; tasks: { task_id: string; status: TaskStatus }[]; servers?: { server_id: string; report: ServerReport }[] }
+  | { type: 'hello'; node_id: string; description: NodeDescription; tasks: { task_id: string; status: TaskStatus }[]; servers?: { server_id: string; report: ServerReport }[]; volumes?: { volume_id: string; report: VolumeReport }[] }
   | { type: 'server_status'; updates: { server_id: string; report: ServerReport }[] }
+  | { type: 'volume_status'; updates: { volume_id: string; report: VolumeReport }[] }
   | { type: 'call_result'; req_id: string; result?: Record<string, unknown>; error?: string }
   | { type: 'heartbeat' }
   | { type: 'status'; updates: { task_id: string; status: TaskStatus }[] }
@@ -50,6 +52,9 @@ export type ManagerMessage =
   | { type: 'servers'; servers: AssignedServer[] }
   | { type: 'server'; server: AssignedServer }
   | { type: 'server_removed'; id: string }
+  | { type: 'volumes'; volumes: AssignedVolume[] }
+  | { type: 'volume'; volume: AssignedVolume }
+  | { type: 'volume_removed'; id: string }
   | { type: 'call'; req_id: string; method: string; params: Record<string, unknown> }
   | { type: 'logs_request'; req_id: string; task_ids: string[]; tail: number | null; since: string | null; follow: boolean }
   | { type: 'logs_cancel'; req_id: string }
@@ -62,6 +67,14 @@ export interface AssignedServer {
   name: string;
   project_id: string;
   data: ServerData;
+}
+
+/** A volume as its node gets it. */
+export interface AssignedVolume {
+  id: string;
+  name: string;
+  project_id: string;
+  data: VolumeData;
 }
 
 export interface LogLine {

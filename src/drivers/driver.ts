@@ -32,6 +32,8 @@ export interface DriverCapabilities {
   instances: boolean;
   /** `Consoles`: a console log and an interactive console. */
   console: boolean;
+  /** `VolumeAttach`: volumes attached to an instance while it runs (and at boot), grown in place; an instance booted from a volume. */
+  volumes: boolean;
   /** Image kinds it runs (none for the process driver). */
   image_kinds: ImageKind[];
   /** What its tasks can be attached to: the node's network (`host`), Yunstack overlay networks (`overlay`). */
@@ -65,6 +67,8 @@ export interface MountSpec {
   target: string;
   readonly?: boolean;
   tmpfs_size_bytes?: number;
+  /** Bind mounts: `rslave` receives mounts made under the source later (default `rprivate`). */
+  propagation?: 'rprivate' | 'rslave';
 }
 
 /** What the agent asks a driver to run. */
@@ -112,6 +116,23 @@ export interface InstanceSpec {
   swap_bytes?: number;
   /** What cloud-init's NoCloud seed carries: instance id, hostname, SSH keys, user data (base64). */
   seed: { instance_id: string; hostname: string; public_keys: string[]; user_data_b64?: string };
+  /** Volumes attached when it boots (drivers with the `volumes` capability). */
+  volumes?: VolumeDisk[];
+  /** Boot from this volume: it is the root disk (no copy of the image is made). */
+  root_volume?: VolumeDisk;
+}
+
+/** A volume as a driver attaches it: a raw file on this node. */
+export interface VolumeDisk {
+  id: string;
+  /** The raw file. */
+  path: string;
+  /** What the guest sees as the disk's serial number. */
+  serial: string;
+  /** `ext4`: a file system a container can mount; `disk`: an image's disk (VMs only). */
+  content: 'ext4' | 'disk';
+  /** Containers: where it is mounted inside (VMs ignore it). */
+  mount_path: string | null;
 }
 
 /** A task's place on an overlay network of this node (prepared by the agent). */
@@ -204,6 +225,22 @@ export interface Instances {
   dropDisk(handle: TaskHandle, tag: string): Promise<void>;
 }
 
+/**
+ * Optional (`volumes`): volumes attached to a running instance (a VM's hot-plugged disk, a
+ * container's mount), detached, and grown in place; each is idempotent (a restarted agent repeats
+ * the step it was in). An instance whose config lists volumes gets them at boot, and one with a
+ * `root_volume` boots from it.
+ */
+export interface VolumeAttach {
+  /** Attach (to the running instance at once; a stopped one gets it at boot). Returns the handle to keep (it lists the instance's volumes) and the device name the guest most likely sees (a hint). */
+  attachVolume(handle: TaskHandle, v: VolumeDisk): Promise<{ handle: TaskHandle; device: string | null }>;
+  detachVolume(handle: TaskHandle, v: VolumeDisk): Promise<{ handle: TaskHandle }>;
+  /** The volume's file has grown to `bytes`: let the running instance see it. */
+  volumeResized(handle: TaskHandle, v: VolumeDisk, bytes: number): Promise<void>;
+  /** Run `fn` (a copy of the volume) with the instance quiesced: no write reaches the file meanwhile. */
+  quiesced<T>(handle: TaskHandle, v: VolumeDisk, fn: () => Promise<T>): Promise<T>;
+}
+
 /** Optional (`console`): the console's output so far, and an interactive console. */
 export interface Consoles {
   consoleLog(handle: TaskHandle, opts?: { tailBytes?: number }): Promise<string>;
@@ -217,6 +254,7 @@ interface ByCapability {
   suspend: Suspendable;
   instances: Instances;
   console: Consoles;
+  volumes: VolumeAttach;
 }
 
 /** The driver as the optional interface of capability `cap`, or undefined when it has not got it. */
@@ -232,6 +270,7 @@ export const CAPABILITY_METHODS: Record<keyof ByCapability, string[]> = {
   suspend: ['suspend', 'resume', 'suspended'],
   instances: ['prepare', 'boot', 'saveDisk', 'restoreDisk', 'dropDisk'],
   console: ['consoleLog', 'console'],
+  volumes: ['attachVolume', 'detachVolume', 'volumeResized', 'quiesced'],
 };
 
 /** Persisted by the agent; opaque to it. Must be JSON-serialisable. */

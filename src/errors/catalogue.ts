@@ -55,6 +55,8 @@ export const catalogue = {
   // Servers: refusals at create, and the codes of a server's `fault` (ERROR).
   YUN_FLAVOR_TOO_SMALL: { status: 400, title: 'Flavor too small for the image', hint: 'Choose a flavor with at least the disk and RAM the image needs (`yun flavor ls`), or an image that fits the flavor.' },
   YUN_NO_VALID_HOST: { status: 503, title: 'No node can host the server', hint: 'The detail names each filter and how many nodes it ruled out: free resources, add a node, or choose a smaller flavor or another driver; then delete the server and create it again.' },
+  YUN_INSUFFICIENT_DISK: { status: 422, title: 'Not enough disk on any node', hint: 'Ask for less (the detail says what each node has free), delete volumes or servers you no longer need, or add a node with more disk.' },
+  YUN_VOLUME_FAILED: { status: 500, title: 'The volume operation failed on its node', hint: 'The detail has the node\'s own error (a full disk, a missing tool): fix its cause (`yun doctor`), then delete the volume (or snapshot) and make it again.' },
   YUN_BUILD_FAILED: { status: 500, title: 'The server could not be built or booted', hint: 'The detail has the driver\'s own error; fix its cause (see `yun doctor` for the node), then `yun server rebuild` or delete and create it again.' },
   // Errors the CLI reports without a server round trip.
   YUN_DATA_DIR_LOCKED: { status: 409, title: 'Data directory in use', hint: 'Another `yun up` is running on this data directory: stop it, or use another --data-dir.' },

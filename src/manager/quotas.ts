@@ -6,12 +6,13 @@ import { formatSize } from '../util/size.js';
  * Per-project quotas. A limit of -1 means unlimited. Usage is computed from the project's objects
  * (never stored separately, so it cannot drift): services counted; tasks, cpu and memory summed
  * from each service's `quota_usage`, which is its replicas times its reservations; instances,
- * cores and ram (Nova's) summed from each server's `quota_usage` (its flavor).
+ * cores and ram (Nova's) summed from each server's `quota_usage` (its flavor); volumes, snapshots
+ * and gigabytes (Cinder's) from volumes and snapshots (a snapshot counts its volume's size).
  */
-export const QUOTA_KEYS = ['services', 'tasks', 'cpu', 'memory', 'instances', 'cores', 'ram'] as const;
+export const QUOTA_KEYS = ['services', 'tasks', 'cpu', 'memory', 'instances', 'cores', 'ram', 'volumes', 'snapshots', 'gigabytes'] as const;
 export type QuotaKey = (typeof QUOTA_KEYS)[number];
 
-export const QUOTA_UNITS: Record<QuotaKey, string> = { services: 'services', tasks: 'tasks', cpu: 'CPUs', memory: 'bytes', instances: 'servers', cores: 'vCPUs', ram: 'bytes' };
+export const QUOTA_UNITS: Record<QuotaKey, string> = { services: 'services', tasks: 'tasks', cpu: 'CPUs', memory: 'bytes', instances: 'servers', cores: 'vCPUs', ram: 'bytes', volumes: 'volumes', snapshots: 'snapshots', gigabytes: 'GiB' };
 
 export const DEFAULT_QUOTAS: Record<QuotaKey, number> = {
   services: 100,
@@ -22,6 +23,10 @@ export const DEFAULT_QUOTAS: Record<QuotaKey, number> = {
   instances: 10,
   cores: 20,
   ram: 50 * 1024 ** 3,
+  // Cinder's defaults: 10 volumes, 10 snapshots, 1000 GiB.
+  volumes: 10,
+  snapshots: 10,
+  gigabytes: 1000,
 };
 
 export type Quotas = Record<QuotaKey, number>;
@@ -33,6 +38,8 @@ export function projectQuotas(project: StoredObject): Quotas {
 export async function projectUsage(store: Store, projectId: string): Promise<Quotas> {
   const s = await store.usage('service', projectId, ['quota_usage.tasks', 'quota_usage.cpu', 'quota_usage.memory']);
   const v = await store.usage('server', projectId, ['quota_usage.cores', 'quota_usage.ram']);
+  const vol = await store.usage('volume', projectId, ['quota_usage.gigabytes']);
+  const snap = await store.usage('volume_snapshot', projectId, ['quota_usage.gigabytes']);
   return {
     services: s.count,
     tasks: s.sums['quota_usage.tasks'] ?? 0,
@@ -41,6 +48,9 @@ export async function projectUsage(store: Store, projectId: string): Promise<Quo
     instances: v.count,
     cores: v.sums['quota_usage.cores'] ?? 0,
     ram: v.sums['quota_usage.ram'] ?? 0,
+    volumes: vol.count,
+    snapshots: snap.count,
+    gigabytes: (vol.sums['quota_usage.gigabytes'] ?? 0) + (snap.sums['quota_usage.gigabytes'] ?? 0),
   };
 }
 

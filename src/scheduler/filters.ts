@@ -28,6 +28,12 @@ export const pinnedFilter: Filter = {
   explain: (c) => `${nodes(c)} not the task's node (global service)`,
 };
 
+export const volumeFilter: Filter = {
+  name: 'volumes', kind: 'static',
+  check: (t, n) => t.volumeNode === undefined || t.volumeNode.node === n.id,
+  explain: (c, t) => `${nodes(c)} not the node holding volume${t.volumeNode!.volumes.length === 1 ? '' : 's'} ${t.volumeNode!.volumes.join(', ')}`,
+};
+
 export const driverFilter: Filter = {
   name: 'driver', kind: 'static',
   check: (t, n) => t.drivers.some((d) => n.drivers.has(d)),
@@ -85,7 +91,7 @@ export const maxReplicasFilter: Filter = {
 
 export function filtersFor(t: SchedTask): Filter[] {
   return [
-    readyFilter, pinnedFilter, driverFilter, featureFilter,
+    readyFilter, pinnedFilter, volumeFilter, driverFilter, featureFilter,
     ...t.constraints.map((_c, i) => constraintFilter(i)),
     cpuFilter, memoryFilter, diskFilter, hostPortFilter, maxReplicasFilter,
   ];

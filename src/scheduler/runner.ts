@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { listAll } from '../store/paging.js';
+import { formatSize } from '../util/size.js';
 import { YunError } from '../errors/errors.js';
 import type { Change, Op, Store, StoredObject } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
@@ -14,6 +15,8 @@ import { DEFAULT_CPU_RATIO, DEFAULT_RAM_RATIO, cpuNeed, memoryNeed, type Constra
 import { reservedDiskBytes, type FlavorSnapshot } from '../servers/flavor.js';
 import { failServer } from '../servers/states.js';
 import type { ServerData } from '../servers/server.js';
+import type { VolumeData } from '../volumes/volume.js';
+import { volumesOf } from '../volumes/queries.js';
 
 /** The drivers a task may use: its own, or (no driver given) oci/docker for an image, process otherwise. */
 export function candidateDrivers(spec: TaskTemplate): string[] {
@@ -52,13 +55,23 @@ export function toSchedNode(n: StoredObject): SchedNode {
 }
 
 const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
 
-/** A server as the scheduler sees it: its flavor's vCPUs, RAM and disk, its driver, KVM when its flavor asks. */
-export function serverSchedTask(id: string, d: ServerData, flavor: FlavorSnapshot = d.flavor): SchedTask {
+/**
+ * A server as the scheduler sees it: its flavor's vCPUs, RAM and disk, its driver, KVM when its
+ * flavor asks. A server booted from a volume holds no root disk of its own (the volume does: `bootBytes`
+ * of it while that volume is not yet placed), and one with volumes goes to their node.
+ */
+export function serverSchedTask(id: string, d: ServerData, flavor: FlavorSnapshot = d.flavor, vols?: { node: string | null; name: string; boot: boolean; bytes: number }[]): SchedTask {
+  const boot = (d.volumes ?? []).some((v) => v.boot);
+  const placed = (vols ?? []).filter((v) => v.node);
+  const rootBytes = boot ? 0 : Math.max(flavor.disk_gb * GiB, d.image.min_disk_bytes);
+  const newVolumes = (vols ?? []).filter((v) => !v.node).reduce((a, v) => a + v.bytes, 0);
   return {
     id, serviceId: `server:${id}`, groupKey: `server:${id}`, drivers: [d.driver], constraints: [], spreadOver: [],
     reserveCpu: 0, reserveMemory: 0, reserveVcpus: flavor.vcpus, reserveRam: flavor.ram_mb * MiB,
-    reserveDisk: Math.max(reservedDiskBytes(flavor), d.image.min_disk_bytes),
+    reserveDisk: reservedDiskBytes(flavor) - flavor.disk_gb * GiB + rootBytes + newVolumes,
+    ...(placed.length ? { volumeNode: { node: placed[0]!.node!, volumes: placed.map((v) => v.name) } } : {}),
     hostPorts: [], maxReplicasPerNode: 0,
     requiredFeatures: [...(d.networks.length ? ['overlay'] : []), ...(flavor.properties['hw:accel'] === 'kvm' ? ['kvm'] : [])],
   };
@@ -174,7 +187,37 @@ export class SchedulerRunner {
       n.reservedDisk = (n.reservedDisk ?? 0) + (t.reserveDisk ?? 0);
       n.totalTasks += 1;
     }
+    // Volumes hold their size of their node's disk (sparse or not: they may come to).
+    for (const o of await listAll(this.store, 'volume', { filters: [{ field: 'node_id', op: 'exists' }] })) {
+      const d = o.data as VolumeData;
+      const n = d.node_id ? byId.get(d.node_id) : undefined;
+      if (n) n.reservedDisk = (n.reservedDisk ?? 0) + Math.max(d.size_gb, d.desired.size_gb) * GiB;
+    }
     return { nodes, byId, used };
+  }
+
+  /**
+   * A node for a new volume of `bytes` (the one with the most disk free, or `nodeId` when given):
+   * throws YUN_INSUFFICIENT_DISK naming what each node has free when none can hold it.
+   */
+  async placeVolume(bytes: number, nodeId?: string): Promise<StoredObject> {
+    const { nodes } = await this.snapshot();
+    const candidates = nodes.filter((n) => n.ready && n.availability === 'active' && (n.drivers.has('qemu') || n.drivers.has('oci')) && (!nodeId || n.id === nodeId));
+    const free = (n: SchedNode) => (n.diskBytes ?? 0) - (n.reservedDisk ?? 0);
+    const fits = candidates.filter((n) => free(n) >= bytes).sort((a, b) => free(b) - free(a) || a.name.localeCompare(b.name));
+    if (!fits.length) {
+      const what = candidates.length ? candidates.map((n) => `${n.name} has ${formatSize(Math.max(0, free(n)))} free of ${formatSize(n.diskBytes ?? 0)}`).join('; ') : 'no node is ready and active with a driver that uses volumes (qemu or oci)';
+      throw new YunError('YUN_INSUFFICIENT_DISK', `No node can hold a volume of ${formatSize(bytes)}: ${what}`, { extra: { requested_bytes: bytes } });
+    }
+    return (await this.store.get('node', fits[0]!.id))!;
+  }
+
+  /** Can a volume on `nodeId` grow by `bytes` there? Throws YUN_INSUFFICIENT_DISK otherwise. */
+  async checkVolumeGrowth(nodeId: string, bytes: number): Promise<void> {
+    const { byId } = await this.snapshot();
+    const n = byId.get(nodeId);
+    const free = n ? (n.diskBytes ?? 0) - (n.reservedDisk ?? 0) : 0;
+    if (!n || free < bytes) throw new YunError('YUN_INSUFFICIENT_DISK', `The volume's node ${n?.name ?? nodeId} has ${formatSize(Math.max(0, free))} free, and the volume would grow by ${formatSize(bytes)}`, { extra: { requested_bytes: bytes } });
   }
 
   /**
@@ -204,8 +247,11 @@ export class SchedulerRunner {
     const { nodes, byId, used } = await this.snapshot();
     pending.sort((a, b) => a.created_at.localeCompare(b.created_at));
     waiting.sort((a, b) => a.created_at.localeCompare(b.created_at));
+    const volsOf = new Map<string, StoredObject[]>();
+    for (const o of waiting) if ((o.data as ServerData).volumes?.length) volsOf.set(o.id, await volumesOf(this.store, o.id));
+    const schedVols = (id: string) => volsOf.get(id)?.map((v) => ({ node: (v.data as VolumeData).node_id, name: v.name, boot: (v.data as VolumeData).attachment?.boot ?? false, bytes: (v.data as VolumeData).size_gb * GiB }));
     const result = schedule([
-      ...waiting.map((o) => serverSchedTask(o.id, o.data as ServerData)),
+      ...waiting.map((o) => serverSchedTask(o.id, o.data as ServerData, undefined, schedVols(o.id))),
       ...pending.map((t) => toSchedTask(t.id, t.data as TaskData)),
     ], nodes);
     const byTask = new Map([...pending, ...waiting].map((t) => [t.id, t]));
@@ -229,6 +275,11 @@ export class SchedulerRunner {
         const d = t.data as ServerData;
         const networks = d.networks.map((n) => ({ ...n, address: nets?.find((x) => x.id === n.id)?.address ?? n.address }));
         ops.push({ op: 'update', kind: 'server', id: t.id, version: t.version, data: { ...d, networks, node_id: p.nodeId, task_state: 'spawning', message: `placed on node ${node}` } });
+        // Its new volumes (a root volume from its image) are made on the same node.
+        for (const v of volsOf.get(t.id) ?? []) {
+          if ((v.data as VolumeData).node_id) continue;
+          ops.push({ op: 'update', kind: 'volume', id: v.id, version: v.version, data: { ...(v.data as VolumeData), node_id: p.nodeId } });
+        }
         continue;
       }
       const d = t.data as TaskData;

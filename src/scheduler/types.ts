@@ -56,6 +56,8 @@ export interface SchedTask {
   maxReplicasPerNode: number;
   /** Global services pin each task to a node. */
   pinnedNode?: string;
+  /** A server with volumes goes where they are (a volume is on one node's disk). */
+  volumeNode?: { node: string; volumes: string[] };
   requiredFeatures: string[];
 }
 

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { afterStep, EMPTY_LOCAL, planServer, powerOf, type LocalInstance, type Step, type Want } from './plan.js';
 import type { DesiredPower } from './server.js';
 
-const want = (over: Partial<Want> = {}): Want => ({ power: 'active', generation: 1, op: null, deleting: false, image_digest: 'sha256:a', ...over });
+const want = (over: Partial<Want> = {}): Want => ({ power: 'active', generation: 1, op: null, deleting: false, image_digest: 'sha256:a', volumes: [], ...over });
 const booted: LocalInstance = { ...EMPTY_LOCAL, prepared: true, image_digest: 'sha256:a', running: true };
 
 /** Run the agent's loop: plan, do the first step, plan again; at most `max` steps. */
@@ -97,13 +97,30 @@ describe('server plan: examples', () => {
 
 const powerArb = fc.constantFrom<DesiredPower>('active', 'shutoff', 'paused', 'suspended');
 const opArb = fc.option(fc.record({ kind: fc.constantFrom('reboot', 'reboot_hard', 'rebuild', 'resize', 'resize_confirm', 'resize_revert') as fc.Arbitrary<NonNullable<Want['op']>['kind']>, generation: fc.integer({ min: 1, max: 9 }) }), { nil: null });
-const wantArb: fc.Arbitrary<Want> = fc.record({ power: powerArb, op: opArb, deleting: fc.boolean(), image_digest: fc.constantFrom('sha256:a', 'sha256:b') })
+const wantArb: fc.Arbitrary<Want> = fc.record({ power: powerArb, op: opArb, deleting: fc.boolean(), image_digest: fc.constantFrom('sha256:a', 'sha256:b'), volumes: fc.subarray(['v1', 'v2', 'v3']) })
   .chain((w) => fc.integer({ min: w.op?.generation ?? 1, max: 10 }).map((generation) => ({ ...w, generation })));
 const localArb: fc.Arbitrary<LocalInstance> = fc.record({
   prepared: fc.boolean(), image_digest: fc.constantFrom('sha256:a', 'sha256:b', null), prepared_for: fc.integer({ min: 0, max: 9 }),
   running: fc.boolean(), frozen: fc.boolean(), suspended: fc.boolean(), op_done: fc.integer({ min: 0, max: 9 }),
-  saved: fc.subarray(['resize']),
+  saved: fc.subarray(['resize']), attached: fc.subarray(['v1', 'v2', 'v4']),
 }).map((l) => ({ ...l, op_steps: { generation: 0, done: [] as Step['do'][] } })).map((l) => (l.prepared ? { ...l, frozen: l.frozen && l.running, suspended: l.suspended && !l.frozen } : { ...EMPTY_LOCAL, op_done: l.op_done, prepared_for: l.prepared_for }));
+
+describe('server plan: volumes', () => {
+  it('attaches what is wanted and detaches what is not, detaches first, on a prepared instance whatever its power', () => {
+    assert.deepEqual(planServer(want({ volumes: ['a', 'b'] }), { ...booted, attached: ['b', 'c'] }), [{ do: 'detach', volume: 'c' }, { do: 'attach', volume: 'a' }]);
+    assert.deepEqual(planServer(want({ power: 'shutoff', volumes: ['a'] }), { ...booted, running: false }), [{ do: 'attach', volume: 'a' }]);
+    assert.deepEqual(planServer(want({ volumes: ['a'] }), EMPTY_LOCAL), [{ do: 'prepare' }, { do: 'boot' }], 'a new instance gets its volumes in its config');
+    assert.deepEqual(afterStep(EMPTY_LOCAL, { do: 'prepare' }, want({ volumes: ['a'] })).attached, ['a']);
+  });
+
+  it('property: the plan settles with exactly the wanted volumes attached', () => {
+    fc.assert(fc.property(wantArb, localArb, (w, l) => {
+      const { local } = drive(w, l, 16);
+      if (w.deleting) return;
+      assert.deepEqual([...local.attached].sort(), [...w.volumes].sort(), JSON.stringify({ w, l, local }));
+    }), { numRuns: 1000 });
+  });
+});
 
 describe('server plan: properties', () => {
   it('from any local state, planning again after every step reaches what is wanted within a few steps', () => {

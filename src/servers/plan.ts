@@ -14,6 +14,8 @@ export interface Want {
   deleting: boolean;
   /** The image the root disk is to come from. */
   image_digest: string;
+  /** The volumes to have attached (not the root volume: that one is the root disk). */
+  volumes: string[];
 }
 
 /** What the node has of the instance (persisted by the agent). */
@@ -35,6 +37,8 @@ export interface LocalInstance {
   saved: string[];
   /** The steps already done for the op in progress (its generation), so a replan does not repeat them. */
   op_steps: { generation: number; done: Step['do'][] };
+  /** The volumes the instance has (plugged in while it runs, or in its config for the next boot). */
+  attached: string[];
 }
 
 export type Step =
@@ -49,9 +53,11 @@ export type Step =
   | { do: 'save_disk'; tag: string }
   | { do: 'restore_disk'; tag: string }
   | { do: 'drop_disk'; tag: string }
+  | { do: 'attach'; volume: string }
+  | { do: 'detach'; volume: string }
   | { do: 'op_done'; generation: number };
 
-export const EMPTY_LOCAL: LocalInstance = { prepared: false, image_digest: null, prepared_for: 0, running: false, frozen: false, suspended: false, op_done: 0, saved: [], op_steps: { generation: 0, done: [] } };
+export const EMPTY_LOCAL: LocalInstance = { prepared: false, image_digest: null, prepared_for: 0, running: false, frozen: false, suspended: false, op_done: 0, saved: [], op_steps: { generation: 0, done: [] }, attached: [] };
 
 const RESIZE_TAG = 'resize';
 
@@ -75,7 +81,7 @@ export function planServer(w: Want, l: LocalInstance): Step[] {
       steps.push({ do: 'destroy' });
     }
     steps.push({ do: 'prepare' });
-    const fresh = { ...EMPTY_LOCAL, prepared: true, image_digest: w.image_digest, prepared_for: rebuild ? op!.generation : l.prepared_for, op_done: l.op_done };
+    const fresh = { ...EMPTY_LOCAL, prepared: true, image_digest: w.image_digest, prepared_for: rebuild ? op!.generation : l.prepared_for, op_done: l.op_done, attached: w.volumes };
     return [...steps, ...converge(w, fresh), ...(op?.kind === 'rebuild' ? [{ do: 'op_done' as const, generation: op.generation }] : [])];
   }
   if (op) {
@@ -110,7 +116,16 @@ export function planServer(w: Want, l: LocalInstance): Step[] {
     }
   }
   if (!keepSaved && l.saved.includes(RESIZE_TAG)) steps.push({ do: 'drop_disk', tag: RESIZE_TAG });
-  return [...steps, ...converge(w, l)];
+  return [...steps, ...attachments(w, l), ...converge(w, l)];
+}
+
+/** Volumes to detach, then to attach (detached first: a volume moving between paths never has two). */
+function attachments(w: Want, l: LocalInstance): Step[] {
+  const have = l.attached ?? [];
+  return [
+    ...have.filter((v) => !w.volumes.includes(v)).map((volume) => ({ do: 'detach' as const, volume })),
+    ...w.volumes.filter((v) => !have.includes(v)).map((volume) => ({ do: 'attach' as const, volume })),
+  ];
 }
 
 /** The steps that bring the power state of a prepared instance to `w.power`. */
@@ -144,7 +159,7 @@ export function afterStep(l: LocalInstance, s: Step, w: Want): LocalInstance {
 
 function applyStep(l: LocalInstance, s: Step, w: Want): LocalInstance {
   switch (s.do) {
-    case 'prepare': return { ...l, prepared: true, image_digest: w.image_digest, prepared_for: w.op?.kind === 'rebuild' && w.op.generation > l.op_done ? w.op.generation : l.prepared_for, running: false, frozen: false, suspended: false };
+    case 'prepare': return { ...l, attached: w.volumes, prepared: true, image_digest: w.image_digest, prepared_for: w.op?.kind === 'rebuild' && w.op.generation > l.op_done ? w.op.generation : l.prepared_for, running: false, frozen: false, suspended: false };
     case 'boot': return { ...l, running: true, frozen: false, suspended: false };
     case 'stop': return { ...l, running: false, frozen: false, suspended: false };
     case 'freeze': return { ...l, frozen: true };
@@ -155,6 +170,8 @@ function applyStep(l: LocalInstance, s: Step, w: Want): LocalInstance {
     case 'save_disk': return { ...l, saved: [...new Set([...l.saved, s.tag])] };
     case 'restore_disk': return l;
     case 'drop_disk': return { ...l, saved: l.saved.filter((t) => t !== s.tag) };
+    case 'attach': return { ...l, attached: [...new Set([...(l.attached ?? []), s.volume])] };
+    case 'detach': return { ...l, attached: (l.attached ?? []).filter((v) => v !== s.volume) };
     case 'op_done': return { ...l, op_done: Math.max(l.op_done, s.generation), op_steps: { generation: 0, done: [] } };
   }
 }

@@ -66,6 +66,18 @@ export interface ServerEvent {
   message: string | null;
 }
 
+/** A volume the server has (wants attached); its status is on the volume. */
+export interface ServerVolume {
+  id: string;
+  serial: string;
+  content: 'ext4' | 'disk';
+  /** Containers: where it is mounted. */
+  mount_path: string | null;
+  /** The root disk (boot from volume). */
+  boot: boolean;
+  delete_on_termination: boolean;
+}
+
 export interface ServerData extends Record<string, unknown> {
   flavor: FlavorSnapshot;
   image: ImageSnapshot;
@@ -97,6 +109,8 @@ export interface ServerData extends Record<string, unknown> {
   message?: string | null;
   /** For quotas: what this server counts for. */
   quota_usage: { instances: number; cores: number; ram: number };
+  /** Its volumes: the root volume (boot from volume) and the attached ones (absent on servers made before volumes). */
+  volumes?: ServerVolume[];
 }
 
 /** What an agent reports about a server. */
@@ -112,4 +126,6 @@ export interface ServerReport {
   destroyed?: boolean;
   /** Progress of a long step, shown by `server show` (`preparing the root disk…`). */
   message?: string | null;
+  /** The volumes the instance has now (attached, or in its config while it is stopped), with the device names it got. */
+  volumes?: { id: string; device: string | null }[];
 }

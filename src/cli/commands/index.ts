@@ -77,6 +77,16 @@ import serverConsoleLog from './server-console-log.js';
 import serverConsole from './server-console.js';
 import serverEvents from './server-events.js';
 import serverRm from './server-rm.js';
+import volumeCreate from './volume-create.js';
+import volumeLs from './volume-ls.js';
+import volumeShow from './volume-show.js';
+import volumeExtend from './volume-extend.js';
+import volumeAttach from './volume-attach.js';
+import volumeDetach from './volume-detach.js';
+import volumeRm from './volume-rm.js';
+import volumeSnapshot from './volume-snapshot.js';
+import volumeSnapshotLs from './volume-snapshot-ls.js';
+import volumeSnapshotRm from './volume-snapshot-rm.js';
 import doctor from './doctor.js';
 
 /** Every command, in the order `yun --help` lists them. */
@@ -94,6 +104,7 @@ export const commands: CommandSpec<any>[] = [
   networkCreate, networkLs, networkInspect, networkRm, run,
   flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
   serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm,
+  volumeCreate, volumeLs, volumeShow, volumeExtend, volumeAttach, volumeDetach, volumeRm, volumeSnapshot, volumeSnapshotLs, volumeSnapshotRm,
 ];
 
 /** One-line descriptions of command groups. */

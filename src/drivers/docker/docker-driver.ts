@@ -130,7 +130,7 @@ function configKey(c: { entrypoint?: string[] | null; cmd?: string[] | null; env
 
 export class DockerDriver implements Driver {
   readonly name = 'docker';
-  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: false, pause: false, suspend: null, instances: false, console: false, image_kinds: ['container'], network_kinds: ['host'] };
+  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: false, pause: false, suspend: null, instances: false, console: false, volumes: false, image_kinds: ['container'], network_kinds: ['host'] };
   readonly socketPath: string;
   private readonly docker: Docker;
   private readonly pingTimeoutMs: number;

@@ -38,6 +38,8 @@ import {
   type TaskConfig,
   type TaskHandle,
   type TaskState,
+  type VolumeAttach,
+  type VolumeDisk,
 } from '../driver.js';
 import { errText, normalizeSignal, stderrHint } from '../common/exit.js';
 import { readStarted, sendGo } from '../common/shim-io.js';
@@ -47,6 +49,7 @@ import { detectCgroups, parentParts, taskCgroupPaths, type CgroupSupport, type T
 import { isAlive, readProcStat, readProcStatSync } from '../process/procfs.js';
 import { SHIM_NAME, START_SHIM } from '../process/shim.js';
 import { createNetns, deleteNetns, findOnPath, isMountPoint, mountOverlay, netnsExists, netnsPath, runCommand, unmount } from './host.js';
+import { bindInside, ensureShare, growMounted, mountOnNode, mountRootVolume, unbindInside, unmountFromNode, unmountShare, VOLS_MOUNT, withFrozenFs } from './volumes.js';
 import { isShell, SEED_DIR, SEED_MOUNT, SYSTEM_INIT, writeSeed } from './instance.js';
 import { Runc, runcError } from './runc.js';
 import { lookupCommandInRoot } from './rootfs-path.js';
@@ -97,6 +100,10 @@ export interface OciHandle extends TaskHandle {
   mount_targets: string[];
   /** A long-lived instance: `stop` keeps its root disk; `boot` runs it again. */
   instance?: boolean;
+  /** Its volumes (mounted on the node under DIR/vols, bound into the container). */
+  volumes?: VolumeDisk[];
+  /** Booted from a volume: its root file system is that volume, mounted at `rootfs`. */
+  root_volume?: VolumeDisk;
 }
 
 /** What `bundle` made, for `launch`. */
@@ -117,6 +124,8 @@ interface Bundle {
   mountTargets: string[];
   /** A long-lived instance (prepared, or booted again): one console log; its disk kept at stop. */
   instance: boolean;
+  volumes: VolumeDisk[];
+  rootVolume?: VolumeDisk;
   cleanup(): Promise<void>;
 }
 
@@ -191,9 +200,9 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Suspendable, Consoles {
+export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Suspendable, Consoles, VolumeAttach {
   readonly name = 'oci';
-  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: true, pause: true, suspend: 'freeze', instances: true, console: true, image_kinds: ['container'], network_kinds: ['host', 'overlay'] };
+  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: true, pause: true, suspend: 'freeze', instances: true, console: true, volumes: true, image_kinds: ['container'], network_kinds: ['host', 'overlay'] };
   private readonly opts: OciDriverOptions;
   private readonly runcRoot: string;
   private readonly cgroupRoot: string;
@@ -336,6 +345,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
     const etcDir = join(dir, 'etc');
     const pidFile = join(dir, PID_FILE);
     const netns = hostNetwork ? undefined : netnsName(id);
+    const rootVolume = config.instance?.root_volume;
 
     // A previous attempt with this id (an agent that died while starting it), or the stopped run of
     // an instance, is cleared first; an instance keeps its mounted root file system.
@@ -363,7 +373,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
       const mounted = mode === 'boot' && (await isMountPoint(rootfs));
       const haveNetns = mode === 'boot' && netns !== undefined && (await netnsExists(netns));
       const [, nsPath] = await Promise.all([
-        mounted ? Promise.resolve() : mountOverlay(host.mount!, image.rootfs, upper, work, rootfs),
+        mounted ? Promise.resolve() : rootVolume ? mountRootVolume(rootVolume, rootfs) : mountOverlay(host.mount!, image.rootfs, upper, work, rootfs),
         netns ? (haveNetns ? Promise.resolve(netnsPath(netns)) : createNetns(host.ip!, netns)) : Promise.resolve(undefined),
       ]);
       netnsPathValue = nsPath;
@@ -380,8 +390,14 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
         // A system container: our init runs the seed, then the image's (or the config's) command,
         // or stays up by itself when that is only a shell.
         const wanted = config.command?.length || image.config.entrypoint.length || !isShell(image.config.cmd) ? imageArgs() : [];
-        await writeSeed(join(dir, SEED_DIR), upper, config.instance);
+        await writeSeed(join(dir, SEED_DIR), rootVolume ? rootfs : upper, config.instance);
         mounts.push({ type: 'bind', source: join(dir, SEED_DIR), target: SEED_MOUNT, readonly: true });
+        // Volumes: the share (for the ones attached while it runs), and those it boots with.
+        mounts.push({ type: 'bind', source: await ensureShare(dir), target: VOLS_MOUNT, propagation: 'rslave' });
+        for (const v of config.instance.volumes ?? []) {
+          if (!v.mount_path) throw new DriverError(`volume ${v.id} has no mount path: a container mounts its volumes at a path (\`--mount-path /data\`)`, false);
+          mounts.push({ type: 'bind', source: await mountOnNode(dir, v), target: v.mount_path });
+        }
         await lookupCommandInRoot(rootfs, '/bin/sh', pathEnv, cwd, targets);
         args = ['/bin/sh', '-c', SYSTEM_INIT, 'yun-init', ...wanted];
       } else {
@@ -426,6 +442,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
     return {
       host, runc, id, dir, bundle, rootfs, pidFile, netns, cgroupsPath, cgroups, limits, pathEnv: pathEnv!, cwd: cwd!,
       mountTargets: mounts.map((m) => m.target), instance: config.instance !== undefined || mode !== 'task', cleanup,
+      volumes: config.instance?.volumes ?? [], ...(rootVolume ? { rootVolume } : {}),
     };
   }
 
@@ -538,7 +555,8 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
       path_env: b.pathEnv,
       cwd: b.cwd,
       mount_targets: b.mountTargets,
-      ...(b.instance ? { instance: true } : {}),
+      ...(b.instance ? { instance: true, volumes: b.volumes } : {}),
+      ...(b.rootVolume ? { root_volume: b.rootVolume } : {}),
     };
     return handle;
   }
@@ -615,6 +633,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
     await runc.delete(h.container_id, true);
     await removeTaskCgroups(this.cgroupRoot, h.cgroups_path);
     await unmount(host.umount ?? 'umount', h.rootfs);
+    await unmountShare(h.dir);
     if (h.netns) await deleteNetns(host.ip ?? 'ip', h.netns);
     await rm(join(h.dir, SUSPENDED_MARK), { force: true });
     for (const e of await readdir(h.dir).catch(() => [] as string[])) if (e.startsWith(SAVED_PREFIX)) await rm(join(h.dir, e), { recursive: true, force: true });
@@ -766,7 +785,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
       driver: 'oci', version: 1, task_id: b.id, started_at: new Date().toISOString(), dir: b.dir, container_id: b.id,
       runc: b.host.runc!, runc_root: this.runcRoot, shim_pid: 0, shim_start: '', bundle: b.bundle, rootfs: b.rootfs,
       ...(b.netns ? { netns: b.netns } : {}), cgroups_path: b.cgroupsPath, cgroups: b.cgroups, memory_limit_bytes: b.limits.memory_bytes,
-      path_env: b.pathEnv, cwd: b.cwd, mount_targets: b.mountTargets, instance: true,
+      path_env: b.pathEnv, cwd: b.cwd, mount_targets: b.mountTargets, instance: true, volumes: b.volumes, ...(b.rootVolume ? { root_volume: b.rootVolume } : {}),
     };
   }
 
@@ -781,6 +800,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
   /** The root disk is the overlay's upper layer: copied whole (`cp -a`, reflinks where the file system has them). */
   async saveDisk(handle: TaskHandle, tag: string): Promise<void> {
     const h = this.asHandle(handle);
+    if (h.root_volume) return; // the root disk is a volume: a resize leaves it as it is
     const to = this.savedPath(h, tag);
     await rm(`${to}.tmp`, { recursive: true, force: true });
     await this.copyTree(join(h.dir, 'upper'), `${to}.tmp`);
@@ -790,6 +810,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
 
   async restoreDisk(handle: TaskHandle, tag: string): Promise<void> {
     const h = this.asHandle(handle);
+    if (h.root_volume) return;
     if (await this.shimAlive(h)) throw new DriverError(`instance ${h.task_id} must be stopped before its disk is restored`, false);
     const from = this.savedPath(h, tag);
     if (!(await exists(from))) throw new DriverError(`instance ${h.task_id} has no saved disk "${tag}"`, false);
@@ -849,6 +870,51 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
   }
 
   // ---- freeze, thaw ----
+
+  // ---- volumes ----
+
+  /** Mount on the node (it shows inside through the share), then bound to its path inside when it runs. */
+  async attachVolume(handle: TaskHandle, v: VolumeDisk): Promise<{ handle: TaskHandle; device: string | null }> {
+    const h = this.asHandle(handle);
+    if (!v.mount_path) throw new DriverError(`volume ${v.id} has no mount path: a container mounts its volumes at a path (\`--mount-path /data\`)`, false);
+    await mountOnNode(h.dir, v);
+    if (await this.shimAlive(h)) await bindInside(await this.initPid(h), v);
+    const volumes = [...(h.volumes ?? []).filter((x) => x.id !== v.id), v];
+    return { handle: { ...h, volumes, mount_targets: [...new Set([...h.mount_targets, v.mount_path])] }, device: null };
+  }
+
+  async detachVolume(handle: TaskHandle, v: VolumeDisk): Promise<{ handle: TaskHandle }> {
+    const h = this.asHandle(handle);
+    const mine = (h.volumes ?? []).find((x) => x.id === v.id) ?? v;
+    if (mine.mount_path && (await this.shimAlive(h))) await unbindInside(await this.initPid(h), mine);
+    await unmountFromNode(h.dir, v.id);
+    return { handle: { ...h, volumes: (h.volumes ?? []).filter((x) => x.id !== v.id), mount_targets: h.mount_targets.filter((t) => t !== mine.mount_path) } };
+  }
+
+  async volumeResized(handle: TaskHandle, v: VolumeDisk): Promise<void> {
+    await growMounted(this.asHandle(handle).dir, v);
+  }
+
+  /** The container frozen and the volume's file system frozen on the node (its writes flushed) for the copy. */
+  async quiesced<T>(handle: TaskHandle, v: VolumeDisk, fn: () => Promise<T>): Promise<T> {
+    const h = this.asHandle(handle);
+    const running = await this.shimAlive(h);
+    const wasPaused = running && (await this.runc(h).state(h.container_id))?.status === 'paused';
+    if (running && !wasPaused) await this.freeze(h);
+    try {
+      return await withFrozenFs(h.dir, v.id, fn);
+    } finally {
+      if (running && !wasPaused) await this.thaw(h);
+    }
+  }
+
+  /** The container's PID 1 as the node sees it (for nsenter). */
+  private async initPid(h: OciHandle): Promise<number> {
+    if (h.pid && (await isAlive(h.pid, h.pid_start))) return h.pid;
+    const st = await this.runc(h).state(h.container_id);
+    if (!st?.pid) throw new DriverError(`container ${h.task_id} has no process to enter`, false);
+    return st.pid;
+  }
 
   async freeze(handle: TaskHandle): Promise<void> {
     const h = this.asHandle(handle);

@@ -223,7 +223,7 @@ export function defaultMounts(): OciMount[] {
 
 /** A task mount as an OCI mount. */
 export function ociMount(m: MountSpec): OciMount {
-  if (m.type === 'bind') return { destination: m.target, type: 'bind', source: m.source!, options: ['rbind', 'rprivate', m.readonly ? 'ro' : 'rw'] };
+  if (m.type === 'bind') return { destination: m.target, type: 'bind', source: m.source!, options: ['rbind', m.propagation ?? 'rprivate', m.readonly ? 'ro' : 'rw'] };
   const options = ['nosuid', 'nodev', 'mode=1777'];
   if (m.tmpfs_size_bytes) options.push(`size=${m.tmpfs_size_bytes}`);
   if (m.readonly) options.push('ro');

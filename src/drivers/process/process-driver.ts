@@ -147,7 +147,7 @@ async function resolveUser(spec: string): Promise<{ uid: number; gid: number }> 
 
 export class ProcessDriver implements Driver {
   readonly name = 'process';
-  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: false, pause: false, suspend: null, instances: false, console: false, image_kinds: [], network_kinds: ['host'] };
+  readonly capabilities: DriverCapabilities = { command: true, exec: true, terminal: false, pause: false, suspend: null, instances: false, console: false, volumes: false, image_kinds: [], network_kinds: ['host'] };
   private readonly cgroupRoot: string;
   private readonly pollMs: number;
   private supportP?: Promise<CgroupSupport>;

@@ -28,6 +28,8 @@ import {
   type Instances,
   type Suspendable,
   type TaskConfig,
+  type VolumeAttach,
+  type VolumeDisk,
   type TaskHandle,
   type TaskState,
   type TtyExec,
@@ -106,9 +108,9 @@ export function guestHostname(name: string): string {
   return h || 'vm';
 }
 
-export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Consoles {
+export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Consoles, VolumeAttach {
   readonly name = 'qemu';
-  readonly capabilities: DriverCapabilities = { command: false, exec: false, terminal: false, pause: true, suspend: 'disk', instances: true, console: true, image_kinds: ['vm'], network_kinds: ['overlay'] };
+  readonly capabilities: DriverCapabilities = { command: false, exec: false, terminal: false, pause: true, suspend: 'disk', instances: true, console: true, volumes: true, image_kinds: ['vm'], network_kinds: ['overlay'] };
   private hostP?: Promise<Host>;
   private readonly live = new Map<string, Supervised>();
   private readonly results = new Map<string, ExitResult>();
@@ -178,11 +180,13 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     const vm = this.vmOf(config);
     const dir = config.dir;
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    progress?.('making the root disk');
     const disk = join(dir, DISK);
     await rm(disk, { force: true });
-    const size = Math.max(config.instance?.disk_bytes ?? 0, vm.min_disk_bytes);
-    await this.qemuImg(host, ['create', '-q', '-f', 'qcow2', '-F', vm.disk_format, '-b', vm.disk, disk, ...(size > 0 ? [String(size)] : [])], 'make the root disk');
+    if (!config.instance?.root_volume) {
+      progress?.('making the root disk');
+      const size = Math.max(config.instance?.disk_bytes ?? 0, vm.min_disk_bytes);
+      await this.qemuImg(host, ['create', '-q', '-f', 'qcow2', '-F', vm.disk_format, '-b', vm.disk, disk, ...(size > 0 ? [String(size)] : [])], 'make the root disk');
+    }
     progress?.('writing the seed');
     await writeSeedImage(join(dir, SEED), this.seedOf(config));
     await this.extraDisks(config);
@@ -237,7 +241,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
 
   private async growDisk(host: Host, h: QemuHandle, config: TaskConfig): Promise<void> {
     const want = config.instance?.disk_bytes ?? 0;
-    if (want <= 0) return;
+    if (want <= 0 || config.instance?.root_volume) return;
     const info = JSON.parse(await this.qemuImg(host, ['info', '--output=json', '-U', join(h.dir, DISK)], 'read the root disk')) as { 'virtual-size': number };
     if (want > info['virtual-size']) await this.qemuImg(host, ['resize', '-q', join(h.dir, DISK), String(want)], 'grow the root disk');
   }
@@ -263,11 +267,16 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
       '-qmp', `unix:${join(dir, QMP)},server=on,wait=off`,
       '-chardev', `socket,id=con0,path=${join(dir, CONSOLE_SOCK)},server=on,wait=off,logfile=${join(dir, CONSOLE_LOG)},logappend=on`,
       '-serial', 'chardev:con0',
-      '-drive', `id=root,file=${join(dir, DISK)},format=qcow2,if=none,discard=unmap`,
-      '-device', `virtio-blk-${dev},drive=root`,
+      ...(inst?.root_volume
+        ? ['-drive', `id=root,file=${inst.root_volume.path},format=raw,if=none,discard=unmap`, '-device', `virtio-blk-${dev},drive=root,serial=${inst.root_volume.serial}`]
+        : ['-drive', `id=root,file=${join(dir, DISK)},format=qcow2,if=none,discard=unmap`, '-device', `virtio-blk-${dev},drive=root`]),
       '-drive', `id=seed,file=${join(dir, SEED)},format=raw,if=none,readonly=on`,
       '-device', `virtio-blk-${dev},drive=seed`,
       ...(await this.extraDrives(dir, dev)),
+      // Volumes are SCSI disks on one virtio-scsi controller: unlike virtio-blk on virtio-mmio,
+      // they can be plugged in and out while the guest runs.
+      '-device', `virtio-scsi-${dev},id=${SCSI_BUS}`,
+      ...(inst?.volumes ?? []).flatMap((v) => [...volumeBlockdev(v), '-device', volumeDevice(v)]),
       ...(config.networks ?? []).flatMap((n, i) => [
         '-netdev', `tap,id=net${i},ifname=${h.taps[i]},script=no,downscript=no`,
         '-device', `virtio-net-${dev},netdev=net${i}${n.mac ? `,mac=${n.mac}` : ''}`,
@@ -316,6 +325,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
 
   async saveDisk(handle: TaskHandle, tag: string): Promise<void> {
     const h = this.asHandle(handle);
+    if (h.config.instance?.root_volume) return; // the root disk is a volume: a resize leaves it as it is
     const to = this.saved(h, tag);
     await copyFile(join(h.dir, DISK), `${to}.tmp`);
     await rename(`${to}.tmp`, to);
@@ -323,6 +333,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
 
   async restoreDisk(handle: TaskHandle, tag: string): Promise<void> {
     const h = this.asHandle(handle);
+    if (h.config.instance?.root_volume) return;
     if (await this.alive(h)) throw new DriverError(`VM ${h.task_id} must be stopped before its disk is restored`, false);
     const from = this.saved(h, tag);
     if (!(await exists(from))) throw new DriverError(`VM ${h.task_id} has no saved disk "${tag}"`, false);
@@ -470,6 +481,98 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     return (await exists(join(h.dir, STATE))) && !(await this.alive(h));
   }
 
+  // ---- volumes ----
+
+  /**
+   * Hot-plug: the volume's file as a block node, then a SCSI disk on the controller (the guest's
+   * kernel sees it at once). Done already (a repeated step) is fine. A VM that does not run gets it
+   * at its next boot (the handle's config lists it).
+   */
+  async attachVolume(handle: TaskHandle, v: VolumeDisk): Promise<{ handle: TaskHandle; device: string | null }> {
+    const h = this.asHandle(handle);
+    const vols = (h.config.instance?.volumes ?? []).filter((x) => x.id !== v.id);
+    const next = this.withVolumes(h, [...vols, v]);
+    if (await this.alive(h)) {
+      await withQmp(join(h.dir, QMP), async (q) => {
+        const devs = await this.peripherals(q);
+        if (devs.includes(deviceId(v))) return;
+        const nodes = await q.execute<{ 'node-name': string }[]>('query-named-block-nodes');
+        if (!nodes.some((n) => n['node-name'] === nodeName(v))) {
+          await q.execute('blockdev-add', { 'node-name': nodeName(v), driver: 'raw', file: { driver: 'file', filename: v.path } });
+        }
+        await q.execute('device_add', { driver: 'scsi-hd', bus: `${SCSI_BUS}.0`, drive: nodeName(v), id: deviceId(v), serial: v.serial });
+      }, 15_000);
+    }
+    return { handle: next, device: `/dev/sd${String.fromCharCode(97 + Math.min(25, vols.length))}` };
+  }
+
+  /** Hot-unplug: the disk leaves the guest (its kernel lets go of it), then the block node closes. */
+  async detachVolume(handle: TaskHandle, v: VolumeDisk): Promise<{ handle: TaskHandle }> {
+    const h = this.asHandle(handle);
+    const next = this.withVolumes(h, (h.config.instance?.volumes ?? []).filter((x) => x.id !== v.id));
+    if (await this.alive(h)) {
+      const deadline = Date.now() + 30_000;
+      await withQmp(join(h.dir, QMP), async (q) => {
+        if ((await this.peripherals(q)).includes(deviceId(v))) {
+          await q.execute('device_del', { id: deviceId(v) });
+          while ((await this.peripherals(q)).includes(deviceId(v))) {
+            if (Date.now() > deadline) throw new DriverError(`the guest of VM ${h.task_id} did not let go of volume ${v.id} within 30 s (is it still mounted there?)`, false);
+            await sleep(50);
+          }
+        }
+        // The disk is gone from the guest; QEMU lets go of its block node a moment later.
+        for (let i = 0; ; i++) {
+          const nodes = await q.execute<{ 'node-name': string }[]>('query-named-block-nodes');
+          if (!nodes.some((n) => n['node-name'] === nodeName(v))) break;
+          try {
+            await q.execute('blockdev-del', { 'node-name': nodeName(v) });
+            break;
+          } catch (e) {
+            if (!/in use/.test((e as Error).message) || Date.now() > deadline) throw e;
+            await sleep(50);
+          }
+        }
+      }, 40_000);
+    }
+    return { handle: next };
+  }
+
+  async volumeResized(handle: TaskHandle, v: VolumeDisk, bytes: number): Promise<void> {
+    const h = this.asHandle(handle);
+    if (!(await this.alive(h))) return;
+    await withQmp(join(h.dir, QMP), async (q) => {
+      const root = h.config.instance?.root_volume?.id === v.id;
+      await q.execute('block_resize', root ? { device: 'root', size: bytes } : { 'node-name': nodeName(v), size: bytes });
+    });
+  }
+
+  /** The VM's vCPUs stopped (QEMU drains its pending I/O first) for the copy, then running again. */
+  async quiesced<T>(handle: TaskHandle, _v: VolumeDisk, fn: () => Promise<T>): Promise<T> {
+    const h = this.asHandle(handle);
+    if (!(await this.alive(h))) return fn();
+    const qmp = join(h.dir, QMP);
+    const was = await withQmp(qmp, async (q) => {
+      const st = await q.execute<{ status: string }>('query-status');
+      if (st.status === 'running') await q.execute('stop');
+      return st.status;
+    });
+    try {
+      return await fn();
+    } finally {
+      if (was === 'running') await withQmp(qmp, (q) => q.execute('cont'));
+    }
+  }
+
+  private async peripherals(q: import('./qmp.js').Qmp): Promise<string[]> {
+    const r = await q.execute<{ name: string }[]>('qom-list', { path: '/machine/peripheral' });
+    return r.map((x) => x.name);
+  }
+
+  private withVolumes(h: QemuHandle, volumes: VolumeDisk[]): QemuHandle {
+    const inst = h.config.instance;
+    return inst ? { ...h, config: { ...h.config, instance: { ...inst, volumes } } } : h;
+  }
+
   // ---- console ----
 
   async consoleLog(handle: TaskHandle, opts: { tailBytes?: number } = {}): Promise<string> {
@@ -582,6 +685,20 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     if (r.code !== 0) throw new DriverError(`could not ${what}: qemu-img ${args[0]} failed: ${String(r.stderr).trim() || `exit ${r.code}`}`, false);
     return String(r.stdout);
   }
+}
+
+const SCSI_BUS = 'scsi0';
+/** QEMU ids for a volume's block node and disk (letters first, at most 31 characters). */
+const shortId = (v: VolumeDisk) => v.id.replace(/[^A-Za-z0-9]/g, '').slice(0, 24);
+const nodeName = (v: VolumeDisk) => `vol${shortId(v)}`;
+const deviceId = (v: VolumeDisk) => `disk${shortId(v)}`;
+
+function volumeBlockdev(v: VolumeDisk): string[] {
+  return ['-blockdev', `driver=raw,node-name=${nodeName(v)},file.driver=file,file.filename=${v.path}`];
+}
+
+function volumeDevice(v: VolumeDisk): string {
+  return `scsi-hd,bus=${SCSI_BUS}.0,drive=${nodeName(v)},id=${deviceId(v)},serial=${v.serial}`;
 }
 
 /** A JSON copy (handles are persisted; the image's export function is not data). */

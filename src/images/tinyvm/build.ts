@@ -38,6 +38,8 @@ export const TINYVM_MODULES = [
   'virtio_mmio',
   'virtio_pci',
   'virtio_blk',
+  'virtio_scsi',
+  'sd_mod',
   'virtio_net',
   'virtio_console',
   'evdev',

@@ -16,6 +16,7 @@ import { networkRoutes } from './networks.js';
 import { flavorRoutes } from './flavors.js';
 import { keypairRoutes } from './keypairs.js';
 import { serverRoutes } from './servers.js';
+import { volumeRoutes } from './volumes.js';
 
 export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, _known: unknown): Promise<void> {
   systemRoutes(app, ctx);
@@ -33,5 +34,6 @@ export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, 
   flavorRoutes(app, ctx);
   keypairRoutes(app, ctx);
   serverRoutes(app, ctx);
+  volumeRoutes(app, ctx);
   agentRoutes(app, ctx, { attach: (id, role, ch) => ctx.dispatcher.attach(id, role, ch) });
 }

@@ -18,6 +18,12 @@ import { resolveImage } from './images.js';
 import { findKeypair } from './keypairs.js';
 import { formatSize } from '../../util/size.js';
 import { pipeTty } from '../tty.js';
+import { newId } from '../../util/ids.js';
+import type { ServerVolume } from '../../servers/server.js';
+import type { VolumeData } from '../../volumes/volume.js';
+import { defaultMountPath, volumeSerial } from '../../volumes/volume.js';
+import { checkVolumeAction, releaseFromServer } from '../../volumes/states.js';
+import { volumesOf } from '../../volumes/queries.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -44,6 +50,7 @@ const serverSchema = {
     key_name: { type: ['string', 'null'] }, metadata: { type: 'object', additionalProperties: { type: 'string' } },
     fault: { type: ['object', 'null'], additionalProperties: true }, last_exit: { type: ['object', 'null'], additionalProperties: true },
     allowed_actions: { type: 'array', items: { type: 'string' } }, launched_at: { type: ['string', 'null'] }, message: { type: ['string', 'null'] },
+    volumes_attached: { type: 'array', items: { type: 'object', additionalProperties: true } },
   },
 } as const;
 
@@ -61,6 +68,14 @@ const createBody = {
     user_data: { type: 'string', maxLength: 90_000, description: 'User data for cloud-init, base64 (at most 64 KiB decoded); a `#!` script runs on the first boot.' },
     metadata: { ...metadataSchema, description: 'Properties (key=value) of the server.' },
     driver: { type: 'string', enum: ['oci', 'qemu'], description: 'Default: what the image is (a VM image: qemu; a container image: oci).' },
+    volumes: {
+      type: 'array', maxItems: 16, description: 'Volumes to attach (available ones; the server is placed on their node).',
+      items: { type: 'object', additionalProperties: false, required: ['volume'], properties: { volume: { type: 'string', minLength: 1, maxLength: 200 }, mount_path: { type: 'string', minLength: 2, maxLength: 255, pattern: '^/' }, delete_on_termination: { type: 'boolean' } } },
+    },
+    boot_volume: {
+      type: 'object', additionalProperties: false, required: ['size'], description: 'Boot from a new volume made from the image (its root disk outlives the server unless delete_on_termination).',
+      properties: { size: { type: 'integer', minimum: 1, maximum: 16384, description: 'GiB' }, delete_on_termination: { type: 'boolean', description: 'Default true.' } },
+    },
   },
 } as const;
 
@@ -73,6 +88,15 @@ const actionBody = {
     version: { type: 'integer', minimum: 1, description: 'When given, the action applies only to this version of the server.' },
   },
 } as const;
+
+/** What a server (or a volume made from an image) keeps of its image. */
+export function imageSnapshot(img: StoredObject): ImageSnapshot {
+  const d = img.data as Record<string, unknown>;
+  return {
+    id: img.id, name: img.name, digest: String(d.digest), kind: d.kind === 'vm' ? 'vm' : 'container',
+    min_disk_bytes: Math.max(Number(d.min_disk_bytes ?? 0), Number(d.virtual_size ?? 0)), min_ram_bytes: Number(d.min_ram_bytes ?? 0),
+  };
+}
 
 /** A MAC in QEMU's range (52:54:00), random per server and network. */
 function newMac(): string {
@@ -103,24 +127,22 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       if (n.address) (addresses[name] ??= []).push({ addr: n.address, version: 4, mac: n.mac });
       networks.push({ id: n.id, name, address: n.address, mac: n.mac });
     }
-    const { user_data_b64, public_keys: _k, desired: _d, observed_generation: _g, events: _e, quota_usage: _q, resize_power: _r, ...rest } = toApi(o) as Record<string, unknown> & ServerData;
+    const { user_data_b64, public_keys: _k, desired: _d, observed_generation: _g, events: _e, quota_usage: _q, resize_power: _r, volumes: vols, ...rest } = toApi(o) as Record<string, unknown> & ServerData;
+    const volumes_attached = [];
+    for (const v of vols ?? []) {
+      const vo = await get('volume', v.id);
+      const att = (vo?.data as VolumeData | undefined)?.attachment;
+      volumes_attached.push({ id: v.id, name: vo?.name ?? null, status: (vo?.data as VolumeData | undefined)?.status ?? null, device: att?.device ?? null, mount_path: v.mount_path, boot: v.boot, delete_on_termination: v.delete_on_termination });
+    }
     return {
       ...rest,
       status: serverStatus(d.vm_state, d.task_state),
-      addresses, networks,
+      addresses, networks, volumes_attached,
       node: node?.name ?? null,
       host_status: !d.node_id ? null : !node ? 'UNKNOWN' : node.data.status === 'ready' ? (node.data.availability === 'active' ? 'UP' : 'MAINTENANCE') : 'DOWN',
       has_user_data: user_data_b64 !== null,
       allowed_actions: allowedActions(d),
       message: (d.message as string | undefined) ?? null,
-    };
-  };
-
-  const imageSnapshot = (img: StoredObject): ImageSnapshot => {
-    const d = img.data as Record<string, unknown>;
-    return {
-      id: img.id, name: img.name, digest: String(d.digest), kind: d.kind === 'vm' ? 'vm' : 'container',
-      min_disk_bytes: Math.max(Number(d.min_disk_bytes ?? 0), Number(d.virtual_size ?? 0)), min_ram_bytes: Number(d.min_ram_bytes ?? 0),
     };
   };
 
@@ -169,7 +191,7 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     schema: { tags: ['servers'], summary: 'Create a server: an instance (a VM on qemu, a system container on oci) booted from an image with a flavor. Answers 202: it is BUILD until ACTIVE (or ERROR with a fault).', querystring: noQuery, body: createBody, response: { 202: serverSchema } },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'create servers');
-    const b = req.body as { name: string; flavor: string; image: string; networks?: string[]; key_name?: string; user_data?: string; metadata?: Record<string, string>; driver?: 'oci' | 'qemu' };
+    const b = req.body as { name: string; flavor: string; image: string; networks?: string[]; key_name?: string; user_data?: string; metadata?: Record<string, string>; driver?: 'oci' | 'qemu'; volumes?: { volume: string; mount_path?: string; delete_on_termination?: boolean }[]; boot_volume?: { size: number; delete_on_termination?: boolean } };
     if (await ctx.store.getByName('server', p.project.id, b.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A server named "${b.name}" already exists in project "${p.project.name}"`, { hint: 'Choose another name, or remove the existing server first (`yun server rm`).' });
     }
@@ -181,7 +203,8 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const image = await resolveServerImage(p.project.id, b.image, 'body/image');
     const driver = b.driver ?? (image.kind === 'vm' ? 'qemu' : 'oci');
     checkDriver(driver, image, 'body/driver');
-    checkFits(flavor, image);
+    if (!b.boot_volume) checkFits(flavor, image);
+    else if (b.boot_volume.size * GiB < image.min_disk_bytes) throw new YunError('YUN_VALIDATION_FAILED', `Image ${image.name} needs a root volume of at least ${Math.ceil(image.min_disk_bytes / GiB)} GiB (asked: ${b.boot_volume.size})`, { extra: { field: 'body/boot_volume/size' } });
     const networks = await resolveNetworks(p.project.id, b.networks);
     let publicKeys: string[] = [];
     if (b.key_name) {
@@ -196,6 +219,43 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
     const quota_usage = { instances: 1, cores: flavor.vcpus, ram: flavor.ram_mb * MiB };
     const now = ctx.clock.iso();
+    const serverId = newId();
+    const volOps: Op[] = [];
+    const serverVolumes: ServerVolume[] = [];
+    const seenMounts = new Set<string>();
+    for (const [i, ref] of (b.volumes ?? []).entries()) {
+      const v = await findInProjects(ctx.store, 'volume', ref.volume, [p.project.id]);
+      if (!v) throw new YunError('YUN_VALIDATION_FAILED', `Volume "${ref.volume}" does not exist in this project`, { extra: { field: `body/volumes/${i}` }, hint: 'List them with `yun volume ls`.' });
+      const vd = v.data as VolumeData;
+      checkVolumeAction('attach', v.name, vd);
+      if (vd.content === 'disk' && driver === 'oci') throw new YunError('YUN_VALIDATION_FAILED', `Volume "${v.name}" holds a VM disk, which a container cannot mount`, { extra: { field: `body/volumes/${i}` } });
+      if (serverVolumes.some((x) => x.id === v.id)) throw new YunError('YUN_VALIDATION_FAILED', `Volume "${v.name}" is given twice`, { extra: { field: `body/volumes/${i}` } });
+      const first = serverVolumes.length ? (await ctx.store.get('volume', serverVolumes[0]!.id))!.data as VolumeData : null;
+      if (first && first.node_id !== vd.node_id) throw new YunError('YUN_VALIDATION_FAILED', `The volumes are on different nodes (${first.node_id}, ${vd.node_id}); a server's volumes are all on its node`, { extra: { field: `body/volumes/${i}` } });
+      const mount = driver === 'oci' ? ref.mount_path ?? defaultMountPath(v.name) : null;
+      if (mount && seenMounts.has(mount)) throw new YunError('YUN_VALIDATION_FAILED', `Two volumes would be mounted at ${mount}`, { extra: { field: `body/volumes/${i}/mount_path` } });
+      if (mount) seenMounts.add(mount);
+      const sv: ServerVolume = { id: v.id, serial: vd.serial, content: vd.content, mount_path: mount, boot: false, delete_on_termination: ref.delete_on_termination ?? false };
+      serverVolumes.push(sv);
+      volOps.push({ op: 'update', kind: 'volume', id: v.id, version: v.version, data: { ...vd, status: 'attaching', attachment: { server_id: serverId, server_name: b.name, mount_path: mount, device: null, boot: false, delete_on_termination: sv.delete_on_termination, attached_at: null } } });
+    }
+    const volumeQuota = { volumes: 0, gigabytes: 0 };
+    if (b.boot_volume) {
+      const vid = newId();
+      const name = `${b.name}-root`;
+      if (await ctx.store.getByName('volume', p.project.id, name)) throw new YunError('YUN_NAME_CONFLICT', `A volume named "${name}" (the root volume this server would get) already exists`, { hint: 'Choose another server name, or rename that volume.' });
+      const dot = b.boot_volume.delete_on_termination ?? true;
+      const content = image.kind === 'vm' ? 'disk' as const : 'ext4' as const;
+      const vd: VolumeData = {
+        size_gb: b.boot_volume.size, volume_type: 'file', description: `root disk of server ${b.name}`, status: 'creating', node_id: null, source: { kind: 'image', image }, content, bootable: true,
+        serial: volumeSerial(vid), attachment: { server_id: serverId, server_name: b.name, mount_path: null, device: null, boot: true, delete_on_termination: dot, attached_at: null },
+        desired: { size_gb: b.boot_volume.size, snapshots: [], deleting: false, generation: 1 }, observed_generation: 0, fault: null, quota_usage: { volumes: 1, gigabytes: b.boot_volume.size },
+      };
+      volumeQuota.volumes = 1;
+      volumeQuota.gigabytes = b.boot_volume.size;
+      serverVolumes.unshift({ id: vid, serial: vd.serial, content, mount_path: null, boot: true, delete_on_termination: dot });
+      volOps.push({ op: 'create', kind: 'volume', id: vid, project_id: p.project.id, name, data: vd });
+    }
     const data: ServerData = {
       flavor, image, driver, networks, key_name: b.key_name ?? null, public_keys: publicKeys, user_data_b64: b.user_data ?? null, metadata: b.metadata ?? {},
       node_id: null, vm_state: 'building', task_state: 'scheduling', power_state: 'nostate', fault: null,
@@ -203,12 +263,14 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       old_flavor: null, resize_power: null, last_exit: null, launched_at: null,
       events: [{ action: 'create', request_id: req.id, user_id: p.user.id, start_time: now, finish_time: null, result: null, message: null }],
       quota_usage,
+      ...(serverVolumes.length ? { volumes: serverVolumes } : {}),
     };
-    // The quota check holds against concurrent creates (the guard), as for services.
+    // The quota check holds against concurrent creates (the guard), as for services; the volumes'
+    // versions hold against another attach at the same time.
     const [s] = await commitChecked(ctx.store, async () => {
       const g = await ctx.store.guard(quotaGuard(p.project.id));
-      await checkQuota(ctx.store, p.project, quota_usage);
-      return [{ op: 'guard', key: quotaGuard(p.project.id), version: g }, { op: 'create', kind: 'server', project_id: p.project.id, name: b.name, data }];
+      await checkQuota(ctx.store, p.project, { ...quota_usage, ...volumeQuota });
+      return [{ op: 'guard', key: quotaGuard(p.project.id), version: g }, { op: 'create', kind: 'server', id: serverId, project_id: p.project.id, name: b.name, data }, ...volOps];
     });
     req.auditTarget = s!.id;
     ctx.scheduler.kick();
@@ -297,6 +359,7 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const updated = await act(req, ref, b.action, async (s) => {
       const d = s.data as ServerData;
       if (b.action === 'rebuild') {
+        if ((d.volumes ?? []).some((v) => v.boot)) throw new YunError('YUN_INVALID_STATE', `Server "${s.name}" boots from a volume: a rebuild would replace the volume's contents, which Yunstack does not do behind your back`, { hint: 'Delete the server and create it again from the image (or from a new volume).' });
         const image = b.image ? await resolveServerImage(s.project_id, b.image, 'body/image') : d.image;
         checkDriver(d.driver, image, 'body/image');
         checkFits(d.flavor, image);
@@ -327,8 +390,15 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const d = s.data as ServerData;
     const node = d.node_id ? await ctx.store.get('node', d.node_id) : undefined;
     if (!d.node_id || !node) {
-      // Nothing runs anywhere (never scheduled, or its node was removed from the cluster).
-      await ctx.store.delete({ kind: 'server', id: s.id, version: writeVersion(req, undefined, false) });
+      // Nothing runs anywhere (never scheduled, or its node was removed from the cluster): its
+      // volumes are released (never made: gone) in the same batch.
+      const ops: Op[] = [{ op: 'delete', kind: 'server', id: s.id, ...(writeVersion(req, undefined, false) !== undefined ? { version: writeVersion(req, undefined, false) } : {}) }];
+      for (const v of await volumesOf(ctx.store, s.id)) {
+        const vd = v.data as VolumeData;
+        if (!vd.node_id) ops.push({ op: 'delete', kind: 'volume', id: v.id, version: v.version });
+        else ops.push({ op: 'update', kind: 'volume', id: v.id, version: v.version, data: releaseFromServer(vd) });
+      }
+      await ctx.store.batch(ops);
       ctx.scheduler.kick();
       return reply.code(204).send();
     }

@@ -1,0 +1,254 @@
+// Volumes end to end (issue 10): a cloud (`yun up`) on a host made of a network namespace of the
+// test's own, driven with the CLI inside it. A 1 GiB volume attached to a running VM (hot-plugged:
+// the guest sees the disk and writes a file), detached, attached to a system container (a mount:
+// the file is there), extended while the VM has it (the guest sees the new size), snapshotted
+// (a volume from the snapshot has the file), refused deletion while attached; boot from volume for
+// both drivers, the data surviving `server rm`; bad sizes refused with nothing made.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireOrSkip } from './helpers/cloud.js';
+import { alive, removeAgentDir, waitFor } from './helpers/agents.js';
+import { createLan, lanSupport, type SpawnedProcess, type TestHost, type TestLan } from './helpers/netns.js';
+import { buildTinyVm, tinyVmSupport, type TinyVmBuild } from '../src/images/tinyvm/build.js';
+
+const YUN = join(process.cwd(), 'bin', 'yun.js');
+const has = (bin: string) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'pipe' }); return true; } catch { return false; } };
+const GiB = 1024 ** 3;
+
+interface Volume { id: string; name: string; status: string; size: number; attachments: { server_name: string; device: string | null; mount_path: string | null }[]; fault: unknown; node: string }
+interface Server { id: string; name: string; status: string; node_id: string; volumes_attached: { id: string; name: string }[] }
+
+describe('volumes: attach to VMs and containers, extend, snapshot, boot from volume', { concurrency: false }, () => {
+  let lan: TestLan;
+  let h1: TestHost;
+  let up: SpawnedProcess;
+  let dataDir = '';
+  let env: NodeJS.ProcessEnv = {};
+  let ok = false;
+  let why = '';
+  let tiny: TinyVmBuild;
+  const work = mkdtempSync(join(tmpdir(), 'yun-volumes-'));
+
+  const yun = (args: string[], timeoutMs = 120_000) => h1.exec([process.execPath, YUN, ...args], { env: { ...process.env, ...env, NO_COLOR: '1' }, timeoutMs });
+  const yunOk = async (args: string[], timeoutMs?: number) => {
+    const r = await yun(args, timeoutMs);
+    assert.equal(r.code, 0, `yun ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    return r;
+  };
+  const vol = async (name: string) => JSON.parse((await yunOk(['volume', 'show', name, '--json'])).stdout) as Volume;
+  const show = async (name: string) => JSON.parse((await yunOk(['server', 'show', name, '--json'])).stdout) as Server;
+  const consoleLog = async (name: string) => (await yunOk(['server', 'console-log', name])).stdout;
+  const volFile = (v: Volume) => join(dataDir, 'agent', 'volumes', v.id, 'disk.raw');
+  /** Run a shell command on a VM's serial console; its output up to the marker. */
+  const guest = async (name: string, cmd: string): Promise<string> => {
+    const mark = `YUNDONE${Math.random().toString(36).slice(2, 8)}`;
+    const script = `
+      const { spawn } = require('node:child_process');
+      const c = spawn(process.execPath, [${JSON.stringify(YUN)}, 'server', 'console', ${JSON.stringify(name)}], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      const re = new RegExp(${JSON.stringify(mark)} + '-(\\\\d+)');
+      c.stdout.on('data', (b) => { out += b; if (re.test(out.split(${JSON.stringify(mark)} + '-$')[1] ?? out)) c.stdin.write('\\x1d'); });
+      setTimeout(() => c.stdin.write('\\n' + ${JSON.stringify(cmd)} + '; echo ${mark}-$?\\n'), 700);
+      setTimeout(() => { console.error('no answer: ' + JSON.stringify(out.slice(-600))); c.kill('SIGKILL'); process.exit(3); }, 30000);
+      c.on('exit', () => { process.stdout.write(out); process.exit(0); });`;
+    const r = await h1.exec([process.execPath, '-e', script], { env: { ...process.env, ...env }, timeoutMs: 40_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const after = r.stdout.slice(r.stdout.indexOf(`${mark}-$?`) + mark.length + 3);
+    const m = new RegExp(`([\\s\\S]*?)${mark}-(\\d+)`).exec(after);
+    assert.ok(m, `no marker in ${JSON.stringify(r.stdout.slice(-500))}`);
+    assert.equal(m[2], '0', `guest command failed: ${cmd}\n${m[1]}`);
+    return m[1]!;
+  };
+  /** Read a file from an ext4 volume's raw file on the node (the volume not mounted anywhere). */
+  const debugfsCat = (file: string, path: string) => execFileSync('debugfs', ['-R', `cat ${path}`, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const containerPid = (id: string) => (JSON.parse(execFileSync('runc', ['--root', '/run/yunstack-runc', 'state', id], { encoding: 'utf8' })) as { pid: number }).pid;
+  const inContainer = (id: string, cmd: string) => execFileSync('nsenter', ['-t', String(containerPid(id)), '-m', '-p', '--', '/bin/sh', '-c', cmd], { encoding: 'utf8' });
+  const userData = (name: string, script: string) => {
+    const p = join(work, `${name}.sh`);
+    writeFileSync(p, `#!/bin/sh\n${script}\n`);
+    return p;
+  };
+
+  before(async () => {
+    const lanOk = await lanSupport();
+    const missing = [
+      process.getuid?.() !== 0 && 'root', !has('qemu-system-x86_64') && 'qemu-system-x86', !has('qemu-img') && 'qemu-utils', !has('runc') && 'runc',
+      !existsSync('/bin/busybox') && 'busybox-static', !has('mkfs.vfat') && 'dosfstools', !has('debugfs') && 'e2fsprogs', !has('nsenter') && 'util-linux',
+      !lanOk.ok && `network namespaces (${lanOk.ok ? '' : lanOk.reason})`,
+    ].filter(Boolean);
+    const tv = missing.length ? { ok: true as const } : await tinyVmSupport();
+    if (!tv.ok) missing.push(tv.reason);
+    ok = missing.length === 0;
+    why = `needs ${missing.join(', ')}`;
+    if (!ok) {
+      if (process.env.YUN_REQUIRE_ALL === '1') throw new Error(`required but unavailable (YUN_REQUIRE_ALL=1): ${why}`);
+      return;
+    }
+    tiny = await buildTinyVm();
+    execFileSync(process.execPath, ['scripts/build-busybox-image.mjs', '--no-import'], { stdio: 'pipe' });
+    lan = await createLan(1);
+    h1 = lan.hosts[0]!;
+    dataDir = mkdtempSync(join(tmpdir(), 'yun-volumes-cloud-'));
+    up = h1.spawn([process.execPath, YUN, 'up', '--data-dir', dataDir, '--listen', `${h1.address}:7443`, '--advertise-addr', h1.address, '--log-level', 'warn']);
+    await waitFor('the cloud up', async () => existsSync(join(dataDir, 'admin.env')) && /https:\/\//.test(up.output()), 60_000).catch((e) => { throw new Error(`${(e as Error).message}\n${up.output()}`); });
+    for (const line of readFileSync(join(dataDir, 'admin.env'), 'utf8').split('\n')) {
+      const m = /^export (\w+)=(.*)$/.exec(line);
+      if (m) env[m[1]!] = m[2]!;
+    }
+    env.YUN_CONFIG_DIR = join(work, 'cli');
+    await yunOk(['image', 'import', '--disk-format', 'qcow2', '--kernel', tiny.kernel, '--initrd', tiny.initrd, '--cmdline', tiny.cmdline, '--min-ram', '128', '--name', 'tinyvm', tiny.disk]);
+    await yunOk(['image', 'import-rootfs', 'build/busybox-rootfs', '--name', 'busybox:latest', '--cmd', 'sh']);
+  });
+
+  after(async () => {
+    if (!lan) return;
+    try {
+      for (const s of JSON.parse((await yun(['server', 'ls', '--json'])).stdout || '[]') as Server[]) await yun(['server', 'rm', '--wait', '--timeout', '60s', s.id]);
+    } catch { /* the cloud may be down */ }
+    const servers = join(dataDir, 'agent', 'servers');
+    for (const id of existsSync(servers) ? readdirSync(servers) : []) {
+      const pid = Number(readFileSync(join(servers, id, 'qemu.pid'), 'utf8').trim() || 0);
+      if (pid > 1 && alive(pid)) process.kill(pid, 'SIGKILL');
+      try { execFileSync('runc', ['--root', '/run/yunstack-runc', 'delete', '-f', id], { stdio: 'ignore' }); } catch { /* not a container */ }
+    }
+    await up?.stop('SIGTERM', 10_000);
+    // Whatever is still mounted under the data dir (a failed test): unmounted before it is removed.
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && p.startsWith(dataDir));
+    for (const m of mounts.sort((a, b) => b.length - a.length)) { try { execFileSync('umount', ['-l', m], { stdio: 'ignore' }); } catch { /* gone */ } }
+    await lan.cleanup();
+    // The cloud's log outlives the run, for a failure to be looked into.
+    try { execFileSync('cp', [join(dataDir, 'logs', 'yun.log'), join(tmpdir(), 'yun-volumes-test-last.log')]); } catch { /* no log */ }
+    await removeAgentDir(dataDir);
+    await removeAgentDir(work);
+  });
+
+  it('bad sizes are refused with the stable code, and nothing is made', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    for (const size of ['0', '-1', 'abc']) {
+      const r = await yun(['volume', 'create', '--size', size, 'bad']);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /YUN_USAGE|YUN_VALIDATION_FAILED/, r.stderr);
+    }
+    // Past the CLI, the API refuses the same.
+    const api = async (body: unknown) => h1.exec([process.execPath, '-e', `
+      const { request } = require('undici'); const { readFileSync } = require('node:fs');
+      const { Agent } = require('undici');
+      const d = new Agent({ connect: { ca: readFileSync(process.env.YUN_CACERT) } });
+      request(process.env.YUN_URL + '/v1/auth/tokens', { method: 'POST', dispatcher: d, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: process.env.YUN_USERNAME, password: process.env.YUN_PASSWORD, project: process.env.YUN_PROJECT }) })
+        .then(async (t) => { const tok = t.headers['x-subject-token']; await t.body.text(); const r = await request(process.env.YUN_URL + '/v1/volumes', { method: 'POST', dispatcher: d, headers: { 'content-type': 'application/json', 'x-auth-token': tok }, body: ${JSON.stringify(JSON.stringify(body))} }); process.stdout.write(r.statusCode + ' ' + await r.body.text()); });`], { env: { ...process.env, ...env } });
+    for (const size of [0, -1, 'abc', 99999]) {
+      const r = await api({ name: 'bad', size });
+      assert.match(r.stdout, /^400 .*YUN_VALIDATION_FAILED/, `size ${size}: ${r.stdout}${r.stderr}`);
+    }
+    const big = await api({ name: 'bad', size: 16000 });
+    assert.match(big.stdout, /^422 .*YUN_INSUFFICIENT_DISK.*free of/, big.stdout + big.stderr);
+    const list = JSON.parse((await yunOk(['volume', 'ls', '--json'])).stdout) as Volume[];
+    assert.deepEqual(list, [], 'nothing was created');
+    assert.deepEqual(existsSync(join(dataDir, 'agent', 'volumes')) ? readdirSync(join(dataDir, 'agent', 'volumes')) : [], [], 'no file left behind');
+  });
+
+  let data1: Volume;
+
+  it('a 1 GiB volume attached to a running VM: the guest sees the disk and writes a file; detached, it leaves the guest', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    const r = await yunOk(['volume', 'create', '--size', '1', '--wait', 'data1']);
+    assert.match(r.stderr, /data1 is available/);
+    data1 = await vol('data1');
+    assert.equal(data1.size, 1);
+    assert.ok(existsSync(volFile(data1)));
+    assert.ok(Number(execFileSync('du', ['-k', volFile(data1)], { encoding: 'utf8' }).split('\t')[0]) < 64 * 1024, 'the file is sparse');
+    await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'tinyvm', '--network', 'none', '--wait', 'vm1']);
+    await waitFor('the guest ready', async () => (await consoleLog('vm1')).includes('YUN-GUEST ready'), 90_000);
+    await yunOk(['volume', 'attach', '--wait', 'data1', 'vm1']);
+    const v = await vol('data1');
+    assert.equal(v.status, 'in-use');
+    assert.equal(v.attachments[0]!.server_name, 'vm1');
+    assert.equal(v.attachments[0]!.device, '/dev/sda');
+    assert.deepEqual((await show('vm1')).volumes_attached.map((x) => x.name), ['data1']);
+    await waitFor('the disk in the guest', async () => /sda/.test(await guest('vm1', 'ls /sys/block')), 30_000);
+    const size = await guest('vm1', 'cat /sys/block/sda/size');
+    assert.match(size, new RegExp(`\\b${GiB / 512}\\b`), 'the guest sees 1 GiB');
+    await guest('vm1', 'mkdir -p /mnt/v && mount /dev/sda /mnt/v && echo written-by-vm1 > /mnt/v/hello.txt && sync && umount /mnt/v');
+    await yunOk(['volume', 'detach', '--wait', 'data1']);
+    assert.equal((await vol('data1')).status, 'available');
+    await waitFor('the disk gone from the guest', async () => !/sda/.test(await guest('vm1', 'ls /sys/block')), 30_000);
+    assert.equal(debugfsCat(volFile(data1), '/hello.txt'), 'written-by-vm1\n', 'the file is on the volume');
+  });
+
+  let c1: Server;
+
+  it('attached to a system container (oci) while it runs: mounted at its path, the file is there', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'busybox', '--driver', 'oci', '--network', 'none', '--wait', 'c1']);
+    c1 = await show('c1');
+    await yunOk(['volume', 'attach', '--mount-path', '/data', '--wait', 'data1', 'c1']);
+    const v = await vol('data1');
+    assert.equal(v.status, 'in-use');
+    assert.equal(v.attachments[0]!.mount_path, '/data');
+    assert.equal(inContainer(c1.id, 'cat /data/hello.txt'), 'written-by-vm1\n');
+    inContainer(c1.id, 'echo from-c1 > /data/c1.txt');
+    await yunOk(['volume', 'detach', '--wait', 'data1']);
+    assert.doesNotMatch(inContainer(c1.id, 'cat /proc/self/mountinfo'), / \/data /, 'the mount is gone inside');
+    assert.equal(debugfsCat(volFile(data1), '/c1.txt'), 'from-c1\n');
+  });
+
+  it('extend to 2 GiB while attached to the VM: the guest sees the new size', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    await yunOk(['volume', 'attach', '--wait', 'data1', 'vm1']);
+    await waitFor('the disk in the guest', async () => /sda/.test(await guest('vm1', 'ls /sys/block')), 30_000);
+    await yunOk(['volume', 'extend', '--size', '2', '--wait', 'data1']);
+    const v = await vol('data1');
+    assert.equal(v.size, 2);
+    assert.equal(v.status, 'in-use');
+    await waitFor('the guest sees 2 GiB', async () => (await guest('vm1', 'cat /sys/block/sda/size')).includes(String(2 * GiB / 512)), 30_000);
+  });
+
+  it('snapshot of the in-use volume; a volume from the snapshot has the file; rm refused while attached or with snapshots, then frees the file', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    await guest('vm1', 'mount /dev/sda /mnt/v && echo before-snapshot > /mnt/v/snap.txt && sync && umount /mnt/v');
+    const r = await yunOk(['volume', 'snapshot', '--name', 'snap1', '--wait', 'data1']);
+    assert.match(r.stderr, /snap1 is available/);
+    const snaps = JSON.parse((await yunOk(['volume', 'snapshot-ls', '--json'])).stdout) as { name: string; status: string; quiesced: boolean }[];
+    assert.deepEqual(snaps.map((s) => [s.name, s.status, s.quiesced]), [['snap1', 'available', true]]);
+    await yunOk(['volume', 'create', '--snapshot', 'snap1', '--wait', 'data2']);
+    const d2 = await vol('data2');
+    assert.equal(d2.size, 2);
+    assert.equal(debugfsCat(volFile(d2), '/snap.txt'), 'before-snapshot\n', 'the volume from the snapshot has the file');
+    const inUse = await yun(['volume', 'rm', 'data1']);
+    assert.notEqual(inUse.code, 0);
+    assert.match(inUse.stderr, /YUN_IN_USE/);
+    assert.match(inUse.stderr, /attached to server "vm1"/);
+    await yunOk(['volume', 'detach', '--wait', 'data1']);
+    const withSnap = await yun(['volume', 'rm', 'data1']);
+    assert.match(withSnap.stderr, /has snapshots: snap1[\s\S]*YUN_IN_USE/);
+    await yunOk(['volume', 'snapshot-rm', '--wait', 'snap1']);
+    const file = volFile(data1);
+    await yunOk(['volume', 'rm', '--wait', 'data1', 'data2']);
+    assert.equal(existsSync(file), false, 'the volume\'s file is freed');
+    assert.deepEqual(JSON.parse((await yunOk(['volume', 'ls', '--json'])).stdout), []);
+  });
+
+  it('boot from volume, for a VM and for a container: the data survives `server rm` with the root volume kept', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    const udVm = userData('bfv-vm', 'echo "kept-$(cat /proc/sys/kernel/random/uuid)" > /root/bfv.txt; sync; echo YUN-BFV-WRITTEN > /dev/ttyS0');
+    await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'tinyvm', '--network', 'none', '--boot-from-volume', '1', '--keep-root-volume', '--user-data', udVm, '--wait', 'bfv1']);
+    const s = await show('bfv1');
+    assert.equal(s.status, 'ACTIVE');
+    assert.deepEqual(s.volumes_attached.map((x) => x.name), ['bfv1-root']);
+    assert.equal((await vol('bfv1-root')).status, 'in-use');
+    await waitFor('the marker written', async () => (await consoleLog('bfv1')).includes('YUN-BFV-WRITTEN'), 90_000);
+    const udC = userData('bfv-c', 'echo kept-by-container > /root/bfv.txt; sync');
+    await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'busybox', '--driver', 'oci', '--network', 'none', '--boot-from-volume', '1', '--keep-root-volume', '--user-data', udC, '--wait', 'bfv2']);
+    await waitFor('the container wrote its file', async () => { try { return inContainer((await show('bfv2')).id, 'cat /root/bfv.txt') === 'kept-by-container\n'; } catch { return false; } }, 20_000);
+    await yunOk(['server', 'rm', '--wait', 'bfv1', 'bfv2']);
+    const root1 = await waitFor('bfv1-root available', async () => { const v = await vol('bfv1-root'); return v.status === 'available' ? v : undefined; }, 20_000);
+    const root2 = await waitFor('bfv2-root available', async () => { const v = await vol('bfv2-root'); return v.status === 'available' ? v : undefined; }, 20_000);
+    assert.match(debugfsCat(volFile(root1), '/root/bfv.txt'), /^kept-[0-9a-f-]+\n$/);
+    assert.equal(debugfsCat(volFile(root2), '/root/bfv.txt'), 'kept-by-container\n');
+    await yunOk(['volume', 'rm', '--wait', 'bfv1-root', 'bfv2-root']);
+  });
+});
