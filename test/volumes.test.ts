@@ -7,124 +7,51 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireOrSkip } from './helpers/cloud.js';
-import { alive, removeAgentDir, waitFor } from './helpers/agents.js';
-import { createLan, lanSupport, type SpawnedProcess, type TestHost, type TestLan } from './helpers/netns.js';
-import { buildTinyVm, tinyVmSupport, type TinyVmBuild } from '../src/images/tinyvm/build.js';
+import { waitFor } from './helpers/agents.js';
+import { debugfsCat, VmCloud, vmCloudMissing } from './helpers/vm-cloud.js';
 
-const YUN = join(process.cwd(), 'bin', 'yun.js');
-const has = (bin: string) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'pipe' }); return true; } catch { return false; } };
 const GiB = 1024 ** 3;
 
 interface Volume { id: string; name: string; status: string; size: number; attachments: { server_name: string; device: string | null; mount_path: string | null }[]; fault: unknown; node: string }
 interface Server { id: string; name: string; status: string; node_id: string; volumes_attached: { id: string; name: string }[] }
 
+const containerPid = (id: string) => (JSON.parse(execFileSync('runc', ['--root', '/run/yunstack-runc', 'state', id], { encoding: 'utf8' })) as { pid: number }).pid;
+const inContainer = (id: string, cmd: string) => execFileSync('nsenter', ['-t', String(containerPid(id)), '-m', '-p', '--', '/bin/sh', '-c', cmd], { encoding: 'utf8' });
+
 describe('volumes: attach to VMs and containers, extend, snapshot, boot from volume', { concurrency: false }, () => {
-  let lan: TestLan;
-  let h1: TestHost;
-  let up: SpawnedProcess;
-  let dataDir = '';
-  let env: NodeJS.ProcessEnv = {};
+  const cloud = new VmCloud('yun-volumes-test');
   let ok = false;
   let why = '';
-  let tiny: TinyVmBuild;
-  const work = mkdtempSync(join(tmpdir(), 'yun-volumes-'));
-
-  const yun = (args: string[], timeoutMs = 120_000) => h1.exec([process.execPath, YUN, ...args], { env: { ...process.env, ...env, NO_COLOR: '1' }, timeoutMs });
-  const yunOk = async (args: string[], timeoutMs?: number) => {
-    const r = await yun(args, timeoutMs);
-    assert.equal(r.code, 0, `yun ${args.join(' ')} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-    return r;
-  };
-  const vol = async (name: string) => JSON.parse((await yunOk(['volume', 'show', name, '--json'])).stdout) as Volume;
-  const show = async (name: string) => JSON.parse((await yunOk(['server', 'show', name, '--json'])).stdout) as Server;
-  const consoleLog = async (name: string) => (await yunOk(['server', 'console-log', name])).stdout;
-  const volFile = (v: Volume) => join(dataDir, 'agent', 'volumes', v.id, 'disk.raw');
-  /** Run a shell command on a VM's serial console; its output up to the marker. */
-  const guest = async (name: string, cmd: string): Promise<string> => {
-    const mark = `YUNDONE${Math.random().toString(36).slice(2, 8)}`;
-    const script = `
-      const { spawn } = require('node:child_process');
-      const c = spawn(process.execPath, [${JSON.stringify(YUN)}, 'server', 'console', ${JSON.stringify(name)}], { stdio: ['pipe', 'pipe', 'inherit'] });
-      let out = '';
-      const re = new RegExp(${JSON.stringify(mark)} + '-(\\\\d+)');
-      c.stdout.on('data', (b) => { out += b; if (re.test(out.split(${JSON.stringify(mark)} + '-$')[1] ?? out)) c.stdin.write('\\x1d'); });
-      setTimeout(() => c.stdin.write('\\n' + ${JSON.stringify(cmd)} + '; echo ${mark}-$?\\n'), 700);
-      setTimeout(() => { console.error('no answer: ' + JSON.stringify(out.slice(-600))); c.kill('SIGKILL'); process.exit(3); }, 30000);
-      c.on('exit', () => { process.stdout.write(out); process.exit(0); });`;
-    const r = await h1.exec([process.execPath, '-e', script], { env: { ...process.env, ...env }, timeoutMs: 40_000 });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    const after = r.stdout.slice(r.stdout.indexOf(`${mark}-$?`) + mark.length + 3);
-    const m = new RegExp(`([\\s\\S]*?)${mark}-(\\d+)`).exec(after);
-    assert.ok(m, `no marker in ${JSON.stringify(r.stdout.slice(-500))}`);
-    assert.equal(m[2], '0', `guest command failed: ${cmd}\n${m[1]}`);
-    return m[1]!;
-  };
-  /** Read a file from an ext4 volume's raw file on the node (the volume not mounted anywhere). */
-  const debugfsCat = (file: string, path: string) => execFileSync('debugfs', ['-R', `cat ${path}`, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const containerPid = (id: string) => (JSON.parse(execFileSync('runc', ['--root', '/run/yunstack-runc', 'state', id], { encoding: 'utf8' })) as { pid: number }).pid;
-  const inContainer = (id: string, cmd: string) => execFileSync('nsenter', ['-t', String(containerPid(id)), '-m', '-p', '--', '/bin/sh', '-c', cmd], { encoding: 'utf8' });
-  const userData = (name: string, script: string) => {
-    const p = join(work, `${name}.sh`);
-    writeFileSync(p, `#!/bin/sh\n${script}\n`);
-    return p;
-  };
+  const yun = (args: string[], timeoutMs?: number) => cloud.yun(args, timeoutMs);
+  const yunOk = (args: string[], timeoutMs?: number) => cloud.ok(args, timeoutMs);
+  const vol = (name: string) => cloud.json<Volume>(['volume', 'show', name]);
+  const show = (name: string) => cloud.json<Server>(['server', 'show', name]);
+  const consoleLog = (name: string) => cloud.consoleLog(name);
+  const volFile = (v: Volume) => cloud.volumeFile(v.id);
+  const guest = (name: string, cmd: string) => cloud.guest(name, cmd);
+  const userData = (name: string, script: string) => cloud.userData(name, script);
+  let dataDir = '';
+  let h1: VmCloud['h1'];
+  let env: NodeJS.ProcessEnv;
 
   before(async () => {
-    const lanOk = await lanSupport();
-    const missing = [
-      process.getuid?.() !== 0 && 'root', !has('qemu-system-x86_64') && 'qemu-system-x86', !has('qemu-img') && 'qemu-utils', !has('runc') && 'runc',
-      !existsSync('/bin/busybox') && 'busybox-static', !has('mkfs.vfat') && 'dosfstools', !has('debugfs') && 'e2fsprogs', !has('nsenter') && 'util-linux',
-      !lanOk.ok && `network namespaces (${lanOk.ok ? '' : lanOk.reason})`,
-    ].filter(Boolean);
-    const tv = missing.length ? { ok: true as const } : await tinyVmSupport();
-    if (!tv.ok) missing.push(tv.reason);
+    const missing = await vmCloudMissing([['debugfs', 'e2fsprogs'], ['nsenter', 'util-linux']]);
     ok = missing.length === 0;
     why = `needs ${missing.join(', ')}`;
     if (!ok) {
       if (process.env.YUN_REQUIRE_ALL === '1') throw new Error(`required but unavailable (YUN_REQUIRE_ALL=1): ${why}`);
       return;
     }
-    tiny = await buildTinyVm();
-    execFileSync(process.execPath, ['scripts/build-busybox-image.mjs', '--no-import'], { stdio: 'pipe' });
-    lan = await createLan(1);
-    h1 = lan.hosts[0]!;
-    dataDir = mkdtempSync(join(tmpdir(), 'yun-volumes-cloud-'));
-    up = h1.spawn([process.execPath, YUN, 'up', '--data-dir', dataDir, '--listen', `${h1.address}:7443`, '--advertise-addr', h1.address, '--log-level', 'warn']);
-    await waitFor('the cloud up', async () => existsSync(join(dataDir, 'admin.env')) && /https:\/\//.test(up.output()), 60_000).catch((e) => { throw new Error(`${(e as Error).message}\n${up.output()}`); });
-    for (const line of readFileSync(join(dataDir, 'admin.env'), 'utf8').split('\n')) {
-      const m = /^export (\w+)=(.*)$/.exec(line);
-      if (m) env[m[1]!] = m[2]!;
-    }
-    env.YUN_CONFIG_DIR = join(work, 'cli');
-    await yunOk(['image', 'import', '--disk-format', 'qcow2', '--kernel', tiny.kernel, '--initrd', tiny.initrd, '--cmdline', tiny.cmdline, '--min-ram', '128', '--name', 'tinyvm', tiny.disk]);
-    await yunOk(['image', 'import-rootfs', 'build/busybox-rootfs', '--name', 'busybox:latest', '--cmd', 'sh']);
+    await cloud.start();
+    dataDir = cloud.dataDir;
+    h1 = cloud.h1;
+    env = cloud.env;
   });
 
-  after(async () => {
-    if (!lan) return;
-    try {
-      for (const s of JSON.parse((await yun(['server', 'ls', '--json'])).stdout || '[]') as Server[]) await yun(['server', 'rm', '--wait', '--timeout', '60s', s.id]);
-    } catch { /* the cloud may be down */ }
-    const servers = join(dataDir, 'agent', 'servers');
-    for (const id of existsSync(servers) ? readdirSync(servers) : []) {
-      const pid = Number(readFileSync(join(servers, id, 'qemu.pid'), 'utf8').trim() || 0);
-      if (pid > 1 && alive(pid)) process.kill(pid, 'SIGKILL');
-      try { execFileSync('runc', ['--root', '/run/yunstack-runc', 'delete', '-f', id], { stdio: 'ignore' }); } catch { /* not a container */ }
-    }
-    await up?.stop('SIGTERM', 10_000);
-    // Whatever is still mounted under the data dir (a failed test): unmounted before it is removed.
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && p.startsWith(dataDir));
-    for (const m of mounts.sort((a, b) => b.length - a.length)) { try { execFileSync('umount', ['-l', m], { stdio: 'ignore' }); } catch { /* gone */ } }
-    await lan.cleanup();
-    // The cloud's log outlives the run, for a failure to be looked into.
-    try { execFileSync('cp', [join(dataDir, 'logs', 'yun.log'), join(tmpdir(), 'yun-volumes-test-last.log')]); } catch { /* no log */ }
-    await removeAgentDir(dataDir);
-    await removeAgentDir(work);
-  });
+  after(() => cloud.cleanup());
 
   it('bad sizes are refused with the stable code, and nothing is made', async (t) => {
     if (!requireOrSkip(t, ok, why)) return;

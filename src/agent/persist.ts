@@ -31,6 +31,8 @@ export interface ServerRecord {
   report: ServerReport;
   /** Attached volumes: the device each got, the path it is mounted at (what a detach undoes). */
   devices?: Record<string, { device: string | null; mount_path: string | null }>;
+  /** Volumes whose attach (or detach) failed: not tried again until the manager has rolled the attachment back. */
+  volume_failures?: Record<string, { action: 'attach' | 'detach'; details: string }>;
 }
 
 /**

@@ -29,10 +29,20 @@ export interface ServerHost {
 /** How long a server booting from a volume waits for the volume to be made (an image written to it). */
 const ROOT_VOLUME_WAIT_MS = 30 * 60_000;
 
-/** What the server asks of its node, from its desired state. */
-function wantOf(s: AssignedServer): Want {
+/**
+ * What the server asks of its node, from its desired state; a volume whose attach or detach failed
+ * stays as the instance has it until the manager has rolled the attachment back (then the failure
+ * is forgotten).
+ */
+function wantOf(s: AssignedServer, failures: Record<string, { action: 'attach' | 'detach' }> = {}): Want {
   const d = s.data;
-  return { power: d.desired.power, generation: d.desired.generation, op: d.desired.op, deleting: d.desired.deleting, image_digest: d.image.digest, volumes: (d.volumes ?? []).filter((v) => !v.boot).map((v) => v.id) };
+  const wanted = (d.volumes ?? []).filter((v) => !v.boot).map((v) => v.id);
+  for (const [id, { action }] of Object.entries(failures)) {
+    const rolledBack = action === 'attach' ? !wanted.includes(id) : wanted.includes(id);
+    if (rolledBack) delete failures[id];
+  }
+  const volumes = [...wanted.filter((id) => failures[id]?.action !== 'attach'), ...Object.keys(failures).filter((id) => failures[id]!.action === 'detach' && !wanted.includes(id))];
+  return { power: d.desired.power, generation: d.desired.generation, op: d.desired.op, deleting: d.desired.deleting, image_digest: d.image.digest, volumes };
 }
 
 const STEP_WORDS: Record<Step['do'], string> = {
@@ -80,7 +90,8 @@ export class ServerRunner {
 
   private report(patch: Partial<ServerReport> = {}): void {
     const r = this.record;
-    r.report = { generation: r.done_generation, power_state: powerOf(r.local), fault: null, exit: null, message: null, volumes: this.attachedVolumes(), ...patch };
+    r.report = { generation: r.done_generation, power_state: powerOf(r.local), fault: null, exit: null, message: null, volumes: this.attachedVolumes(),
+      volume_faults: Object.entries(r.volume_failures ?? {}).map(([id, f]) => ({ id, ...f })), ...patch };
     this.save();
     this.host.report(this.id, r.report);
   }
@@ -134,7 +145,7 @@ export class ServerRunner {
   private async advance(removing = false): Promise<void> {
     const r = this.record;
     for (let i = 0; i < 30; i++) {
-      const want = wantOf(r.server);
+      const want = wantOf(r.server, (r.volume_failures ??= {}));
       if (!removing && !want.deleting && r.failed_generation >= want.generation) return;
       const steps = planServer(want, r.local);
       if (steps.length === 0) {
@@ -142,7 +153,7 @@ export class ServerRunner {
           this.report({ generation: want.generation, destroyed: true });
           return;
         }
-        if (r.done_generation !== want.generation || r.report.power_state !== powerOf(r.local) || r.report.message || JSON.stringify(r.report.volumes ?? []) !== JSON.stringify(this.attachedVolumes())) {
+        if (r.done_generation !== want.generation || r.report.power_state !== powerOf(r.local) || r.report.message || JSON.stringify(r.report.volumes ?? []) !== JSON.stringify(this.attachedVolumes()) || (r.report.volume_faults?.length ?? 0) !== Object.keys(r.volume_failures ?? {}).length) {
           r.done_generation = want.generation;
           this.report();
         }
@@ -155,6 +166,12 @@ export class ServerRunner {
       } catch (e) {
         const why = (e as Error).message;
         this.host.log.warn({ server_id: r.id, step: step.do, err: why }, 'server step failed');
+        if ((step.do === 'attach' || step.do === 'detach') && !want.deleting) {
+          // Not the server's failure: the volume goes back to how the instance has it.
+          r.volume_failures = { ...(r.volume_failures ?? {}), [step.volume]: { action: step.do, details: why } };
+          this.report();
+          continue;
+        }
         r.failed_generation = want.generation;
         if (want.deleting) {
           // Never leave a deleted server behind: what could not be destroyed is logged, the server goes.

@@ -255,9 +255,11 @@ export class Dispatcher {
         const next = applyReport(o.data as ServerData, report, now);
         try {
           // The server and its volumes in one batch: a volume is never left attached to a server that is gone.
-          const ops: Op[] = await attachmentOps(this.store, id, report, next === 'delete', now);
-          if (next === 'delete') ops.push({ op: 'delete', kind: 'server', id, version: o.version });
-          else if (JSON.stringify(next) !== JSON.stringify(o.data)) ops.push({ op: 'update', kind: 'server', id, version: o.version, data: next });
+          const att = await attachmentOps(this.store, o.data as ServerData, id, report, next === 'delete', now);
+          const ops: Op[] = att.ops;
+          const after = next === 'delete' || !att.volumes ? next : { ...next, volumes: att.volumes };
+          if (after === 'delete') ops.push({ op: 'delete', kind: 'server', id, version: o.version });
+          else if (JSON.stringify(after) !== JSON.stringify(o.data)) ops.push({ op: 'update', kind: 'server', id, version: o.version, data: after });
           if (ops.length) await this.store.batch(ops);
           break;
         } catch (e) {

@@ -128,4 +128,6 @@ export interface ServerReport {
   message?: string | null;
   /** The volumes the instance has now (attached, or in its config while it is stopped), with the device names it got. */
   volumes?: { id: string; device: string | null }[];
+  /** Attaching or detaching a volume failed: the manager rolls the attachment back to what the instance has. */
+  volume_faults?: { id: string; action: 'attach' | 'detach'; details: string }[];
 }

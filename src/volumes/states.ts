@@ -84,6 +84,17 @@ export function applyAttachment(d: VolumeData, attached: boolean, now: string): 
   return d;
 }
 
+/**
+ * Its server's node could not attach (or detach) the volume: it goes back to how the instance has
+ * it, with the node's error as its fault (never stuck attaching or detaching).
+ */
+export function rollBackAttachment(d: VolumeData, action: 'attach' | 'detach', details: string, now: string): VolumeData {
+  const fault = { code: 'YUN_VOLUME_FAILED', message: `${action === 'attach' ? 'attaching' : 'detaching'} the volume failed on its node`, details, created: now };
+  if (action === 'attach' && d.status === 'attaching') return { ...d, status: 'available', attachment: null, fault };
+  if (action === 'detach' && d.status === 'detaching') return { ...d, status: 'in-use', fault };
+  return d;
+}
+
 /** What becomes of a volume when the server it is attached to is deleted. */
 export function releaseFromServer(d: VolumeData): VolumeData {
   if (!d.attachment) return d;
