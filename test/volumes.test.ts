@@ -159,6 +159,23 @@ describe('volumes: attach to VMs and containers, extend, snapshot, boot from vol
     assert.deepEqual(JSON.parse((await yunOk(['volume', 'ls', '--json'])).stdout), []);
   });
 
+  it('server image-create of a running VM and of a running container: a new server from the image has the file written before', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    await guest('vm1', 'echo image-of-vm1 > /root/img.txt && sync');
+    await yunOk(['server', 'image-create', 'vm1', '--name', 'vm1-image']);
+    assert.equal((await show('vm1')).status, 'ACTIVE', 'it runs on after the copy');
+    await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'vm1-image', '--network', 'none', '--wait', 'vm2']);
+    await waitFor('vm2 ready', async () => (await consoleLog('vm2')).includes('YUN-GUEST ready'), 90_000);
+    assert.equal((await guest('vm2', 'cat /root/img.txt')).trim().split('\n').pop(), 'image-of-vm1');
+    inContainer(c1.id, 'echo image-of-c1 > /root/img.txt');
+    await yunOk(['server', 'image-create', 'c1', '--name', 'c1-image']);
+    await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'c1-image', '--network', 'none', '--wait', 'c2']);
+    assert.equal(inContainer((await show('c2')).id, 'cat /root/img.txt'), 'image-of-c1\n');
+    const bad = await yun(['server', 'image-create', 'vm1', '--name', 'Not A Name']);
+    assert.match(bad.stderr, /YUN_VALIDATION_FAILED/);
+    await yunOk(['server', 'rm', '--wait', 'vm2', 'c2']);
+  });
+
   it('boot from volume, for a VM and for a container: the data survives `server rm` with the root volume kept', async (t) => {
     if (!requireOrSkip(t, ok, why)) return;
     const udVm = userData('bfv-vm', 'echo "kept-$(cat /proc/sys/kernel/random/uuid)" > /root/bfv.txt; sync; echo YUN-BFV-WRITTEN > /dev/ttyS0');

@@ -381,6 +381,11 @@ export class Agent {
         if (!r) throw new Error(`server ${String(params.server_id)} is not on this node`);
         return { output: await r.consoleLog(Number(params.tail_bytes ?? 1024 * 1024)) };
       }
+      case 'export_image': {
+        const r = this.servers.get(String(params.server_id));
+        if (!r) throw new Error(`server ${String(params.server_id)} is not on this node`);
+        return { digest: await r.exportImage(String(params.name), { minDiskBytes: Number(params.min_disk_bytes ?? 0), minRamBytes: Number(params.min_ram_bytes ?? 0) }) };
+      }
       default:
         throw new Error(`this agent does not know the call ${method} (is it older than its manager?)`);
     }

@@ -1,3 +1,5 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { capable, type Driver, type NetworkAttachment, type TaskConfig, type TaskHandle, type TtyExec, type VolumeDisk } from '../drivers/driver.js';
 import type { AssignedServer } from '../dispatcher/protocol.js';
@@ -344,6 +346,38 @@ export class ServerRunner {
         ...(root ? { root_volume: this.disk(root) } : {}),
       },
     };
+  }
+
+  /**
+   * A new image from the instance's root disk (quiesced for the copy), imported into this node's
+   * image store; between the server's steps, never during one. Returns the image's digest.
+   */
+  exportImage(name: string, opts: { minDiskBytes: number; minRamBytes: number }): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.enqueue(async () => {
+        try {
+          const r = this.record;
+          const d = this.driver;
+          const inst = d && capable(d, 'instances');
+          if (!inst || !r.handle || !r.local.prepared) throw new Error(`server ${r.server.name} has no root disk on this node yet`);
+          if (!this.host.images) throw new Error('this node has no image store');
+          const dir = join(this.host.store.dir(r.id), `export-${Date.now()}`);
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+          try {
+            const out = await inst.exportDisk(r.handle, dir);
+            const store = this.host.images.store;
+            const rec = out.kind === 'vm'
+              ? await store.importVmImage({ disk: out.disk, ...(out.kernel ? { kernel: out.kernel } : {}), ...(out.initrd ? { initrd: out.initrd } : {}) }, { name, diskFormat: 'qcow2', minDiskBytes: opts.minDiskBytes, minRamBytes: opts.minRamBytes, ...(out.cmdline ? { cmdline: out.cmdline } : {}) })
+              : await store.importRootfs(out.rootfs, { name, cmd: out.config.cmd, entrypoint: out.config.entrypoint, env: out.config.env, workdir: out.config.workdir, user: out.config.user });
+            resolve(rec.digest);
+          } finally {
+            await rm(dir, { recursive: true, force: true });
+          }
+        } catch (e) {
+          reject(e as Error);
+        }
+      });
+    });
   }
 
   /** For a volume of this server: grow it and quiesce it through the driver (the volume runner asks). */

@@ -223,7 +223,18 @@ export interface Instances {
   /** Put the saved copy back (the instance is stopped); `drop` only deletes it. */
   restoreDisk(handle: TaskHandle, tag: string): Promise<void>;
   dropDisk(handle: TaskHandle, tag: string): Promise<void>;
+  /**
+   * Write the root disk as a new image's content into `dir` (running or not; a running instance
+   * is quiesced for the copy): a VM's disk flattened to one qcow2 (with the image's kernel, initrd
+   * and command line), or a container's root file system as a directory (with the image's config).
+   */
+  exportDisk(handle: TaskHandle, dir: string): Promise<ExportedDisk>;
 }
+
+/** What `exportDisk` wrote. */
+export type ExportedDisk =
+  | { kind: 'vm'; disk: string; kernel?: string; initrd?: string; cmdline?: string }
+  | { kind: 'container'; rootfs: string; config: ImageInfo['config'] };
 
 /**
  * Optional (`volumes`): volumes attached to a running instance (a VM's hot-plugged disk, a
@@ -268,7 +279,7 @@ export const CAPABILITY_METHODS: Record<keyof ByCapability, string[]> = {
   terminal: ['execTty'],
   pause: ['freeze', 'thaw'],
   suspend: ['suspend', 'resume', 'suspended'],
-  instances: ['prepare', 'boot', 'saveDisk', 'restoreDisk', 'dropDisk'],
+  instances: ['prepare', 'boot', 'saveDisk', 'restoreDisk', 'dropDisk', 'exportDisk'],
   console: ['consoleLog', 'console'],
   volumes: ['attachVolume', 'detachVolume', 'volumeResized', 'quiesced'],
 };

@@ -77,6 +77,7 @@ import serverConsoleLog from './server-console-log.js';
 import serverConsole from './server-console.js';
 import serverEvents from './server-events.js';
 import serverRm from './server-rm.js';
+import serverImageCreate from './server-image-create.js';
 import volumeCreate from './volume-create.js';
 import volumeLs from './volume-ls.js';
 import volumeShow from './volume-show.js';
@@ -103,7 +104,7 @@ export const commands: CommandSpec<any>[] = [
   imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
   networkCreate, networkLs, networkInspect, networkRm, run,
   flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
-  serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm,
+  serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm, serverImageCreate,
   volumeCreate, volumeLs, volumeShow, volumeExtend, volumeAttach, volumeDetach, volumeRm, volumeSnapshot, volumeSnapshotLs, volumeSnapshotRm,
 ];
 

@@ -38,6 +38,8 @@ import {
   type TaskConfig,
   type TaskHandle,
   type TaskState,
+  type ExportedDisk,
+  type ImageInfo,
   type VolumeAttach,
   type VolumeDisk,
 } from '../driver.js';
@@ -104,6 +106,8 @@ export interface OciHandle extends TaskHandle {
   volumes?: VolumeDisk[];
   /** Booted from a volume: its root file system is that volume, mounted at `rootfs`. */
   root_volume?: VolumeDisk;
+  /** The image's config (an image made from the instance keeps it). */
+  image_config?: ImageInfo['config'];
 }
 
 /** What `bundle` made, for `launch`. */
@@ -126,6 +130,7 @@ interface Bundle {
   instance: boolean;
   volumes: VolumeDisk[];
   rootVolume?: VolumeDisk;
+  imageConfig: ImageInfo['config'];
   cleanup(): Promise<void>;
 }
 
@@ -442,7 +447,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
     return {
       host, runc, id, dir, bundle, rootfs, pidFile, netns, cgroupsPath, cgroups, limits, pathEnv: pathEnv!, cwd: cwd!,
       mountTargets: mounts.map((m) => m.target), instance: config.instance !== undefined || mode !== 'task', cleanup,
-      volumes: config.instance?.volumes ?? [], ...(rootVolume ? { rootVolume } : {}),
+      volumes: config.instance?.volumes ?? [], ...(rootVolume ? { rootVolume } : {}), imageConfig: image.config,
     };
   }
 
@@ -555,7 +560,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
       path_env: b.pathEnv,
       cwd: b.cwd,
       mount_targets: b.mountTargets,
-      ...(b.instance ? { instance: true, volumes: b.volumes } : {}),
+      ...(b.instance ? { instance: true, volumes: b.volumes, image_config: b.imageConfig } : {}),
       ...(b.rootVolume ? { root_volume: b.rootVolume } : {}),
     };
     return handle;
@@ -785,7 +790,7 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
       driver: 'oci', version: 1, task_id: b.id, started_at: new Date().toISOString(), dir: b.dir, container_id: b.id,
       runc: b.host.runc!, runc_root: this.runcRoot, shim_pid: 0, shim_start: '', bundle: b.bundle, rootfs: b.rootfs,
       ...(b.netns ? { netns: b.netns } : {}), cgroups_path: b.cgroupsPath, cgroups: b.cgroups, memory_limit_bytes: b.limits.memory_bytes,
-      path_env: b.pathEnv, cwd: b.cwd, mount_targets: b.mountTargets, instance: true, volumes: b.volumes, ...(b.rootVolume ? { root_volume: b.rootVolume } : {}),
+      path_env: b.pathEnv, cwd: b.cwd, mount_targets: b.mountTargets, instance: true, volumes: b.volumes, image_config: b.imageConfig, ...(b.rootVolume ? { root_volume: b.rootVolume } : {}),
     };
   }
 
@@ -826,6 +831,25 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
 
   async dropDisk(handle: TaskHandle, tag: string): Promise<void> {
     await rm(this.savedPath(this.asHandle(handle), tag), { recursive: true, force: true });
+  }
+
+  /** The merged root file system (the image and the server's writes), copied with the container frozen. */
+  async exportDisk(handle: TaskHandle, dir: string): Promise<ExportedDisk> {
+    const h = this.asHandle(handle);
+    if (!(await isMountPoint(h.rootfs))) throw new DriverError(`the root file system of instance ${h.task_id} is not mounted (it was never prepared on this node)`, false);
+    const out = join(dir, 'rootfs');
+    const running = await this.shimAlive(h);
+    const wasPaused = running && (await this.runc(h).state(h.container_id))?.status === 'paused';
+    if (running && !wasPaused) await this.freeze(h);
+    try {
+      // -x: only the root file system, not what is mounted on it.
+      const r = await runCommand('cp', ['-a', '-x', '--reflink=auto', `${h.rootfs}/.`, out], { timeoutMs: 600_000 });
+      if (r.code !== 0) throw new DriverError(`could not copy the root file system of ${h.task_id}: ${String(r.stderr).trim()}`, false);
+    } finally {
+      if (running && !wasPaused) await this.thaw(h);
+    }
+    for (const p of [SEED_MOUNT, VOLS_MOUNT]) await rm(join(out, p), { recursive: true, force: true });
+    return { kind: 'container', rootfs: out, config: h.image_config ?? { entrypoint: [], cmd: [], env: [], workdir: '', user: '' } };
   }
 
   private savedPath(h: OciHandle, tag: string): string {

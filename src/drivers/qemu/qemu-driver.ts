@@ -23,6 +23,7 @@ import {
   type Driver,
   type DriverCapabilities,
   type DriverFingerprint,
+  type ExportedDisk,
   type ExitResult,
   type Freezable,
   type Instances,
@@ -343,6 +344,21 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
 
   async dropDisk(handle: TaskHandle, tag: string): Promise<void> {
     await rm(this.saved(this.asHandle(handle), tag), { force: true });
+  }
+
+  async exportDisk(handle: TaskHandle, dir: string): Promise<ExportedDisk> {
+    const h = this.asHandle(handle);
+    const host = await this.ready();
+    const root = h.config.instance?.root_volume;
+    const src = root ? root.path : join(h.dir, DISK);
+    const out = join(dir, 'disk.qcow2');
+    // One qcow2 with no backing file (the image's layer and the server's writes merged); -U reads
+    // beside a running QEMU, whose vCPUs are stopped meanwhile, its I/O drained.
+    const copy = () => this.qemuImg(host, ['convert', '-q', '-U', '-f', root ? 'raw' : 'qcow2', '-O', 'qcow2', src, out], 'copy the root disk').then(() => undefined);
+    if (root) await this.quiesced(h, root, copy);
+    else await this.quiesced(h, { id: 'root', path: src, serial: '', content: 'disk', mount_path: null }, copy);
+    const vm = h.config.image_info?.vm;
+    return { kind: 'vm', disk: out, ...(vm?.kernel ? { kernel: vm.kernel } : {}), ...(vm?.initrd ? { initrd: vm.initrd } : {}), ...(vm?.cmdline ? { cmdline: vm.cmdline } : {}) };
   }
 
   private saved(h: QemuHandle, tag: string): string {

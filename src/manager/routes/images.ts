@@ -69,6 +69,15 @@ export async function resolveImage(ctx: ManagerContext, projectId: string, ref: 
   return ctx.store.getByName('image', projectId, normalizeImageName(ref).name);
 }
 
+/** Record an image of the store in a project (under its name: a new tag replaces the old). */
+export async function recordImage(ctx: ManagerContext, projectId: string, r: ImageRecord, name: string, source: string): Promise<StoredObject> {
+  const data = imageData(r, name, source);
+  const norm = normalizeImageName(name).name;
+  const existing = await ctx.store.getByName('image', projectId, norm);
+  if (existing) return ctx.store.update({ kind: 'image', id: existing.id, version: existing.version, data });
+  return ctx.store.create({ kind: 'image', project_id: projectId, name: norm, data });
+}
+
 export function imageData(r: ImageRecord, name: string, source: string): Record<string, unknown> {
   const { repository, tag } = normalizeImageName(name);
   const c = r.config.config ?? {};
@@ -95,13 +104,7 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   const tmpDir = join(ctx.images.root, 'tmp');
 
   /** Create or move `name` to point at the record (tags are names: re-importing moves them). */
-  const upsert = async (projectId: string, r: ImageRecord, name: string, source: string) => {
-    const data = imageData(r, name, source);
-    const norm = normalizeImageName(name).name;
-    const existing = await ctx.store.getByName('image', projectId, norm);
-    if (existing) return ctx.store.update({ kind: 'image', id: existing.id, version: existing.version, data });
-    return ctx.store.create({ kind: 'image', project_id: projectId, name: norm, data });
-  };
+  const upsert = (projectId: string, r: ImageRecord, name: string, source: string) => recordImage(ctx, projectId, r, name, source);
 
   // Archives come as raw bytes: stream them to a file, never into memory.
   for (const type of ['application/x-tar', 'application/octet-stream', 'application/gzip', 'application/x-gzip']) {

@@ -14,7 +14,7 @@ import { checkQuota } from '../quotas.js';
 import { commitChecked, quotaGuard } from '../commit.js';
 import type { Op } from '../../store/store.js';
 import { findFlavor } from './flavors.js';
-import { resolveImage } from './images.js';
+import { checkImageName, normalizeImageName, recordImage, resolveImage } from './images.js';
 import { findKeypair } from './keypairs.js';
 import { formatSize } from '../../util/size.js';
 import { pipeTty } from '../tty.js';
@@ -406,6 +406,36 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const updated = await act(req, ref, 'delete', async () => ({}), writeVersion(req, undefined, false));
     reply.code(202);
     return view(updated);
+  });
+
+  app.post('/v1/servers/:id/image', {
+    config: { action: 'server.image_create' },
+    schema: {
+      tags: ['servers'],
+      summary: 'Make an image of the server\'s root disk (Nova\'s createImage): a VM\'s disk flattened to one qcow2 (its kernel, initrd and command line kept), a container\'s root file system; the server is quiesced for the copy (a VM paused, a container frozen). Answers 201 with the image once it is in the store.',
+      params: idParams, querystring: noQuery,
+      body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 255, description: 'The new image\'s name (REPO[:TAG]).' } } },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'make images of servers');
+    const s = await find(req, (req.params as { id: string }).id);
+    req.auditTarget = s.id;
+    const d = s.data as ServerData;
+    const name = (req.body as { name: string }).name;
+    checkImageName(name, 'body/name');
+    const status = serverStatus(d.vm_state, d.task_state);
+    if (!d.node_id || d.task_state !== null || !['active', 'stopped', 'paused'].includes(d.vm_state) || d.desired.deleting) {
+      throw new YunError('YUN_INVALID_STATE', `Cannot make an image of server "${s.name}": it is ${status}${d.task_state ? ` (task_state ${d.task_state})` : ''}; an image is made of an ACTIVE, SHUTOFF or PAUSED server with no action in progress`, { extra: { status } });
+    }
+    const r = await ctx.dispatcher.call(d.node_id, 'export_image', { server_id: s.id, name: normalizeImageName(name).name, min_disk_bytes: d.image.min_disk_bytes, min_ram_bytes: d.image.min_ram_bytes }, 30 * 60_000);
+    const digest = String(r.digest);
+    const rec = await ctx.images.image(digest).catch(() => undefined);
+    if (!rec) {
+      throw new YunError('YUN_UNAVAILABLE', `The image of server "${s.name}" was made on its node (${digest}), but that node keeps its own image store, which this manager cannot read yet`, { hint: 'Images of servers are made on the manager\'s own node for now; see docs/volumes.md (Not yet).' });
+    }
+    const img = await recordImage(ctx, p.project.id, rec, name, `server:${s.id}`);
+    reply.code(201).header('location', `/v1/images/${img.id}`);
+    return { id: img.id, name: img.name, digest, kind: rec.kind, size: rec.size, source: `server:${s.id}` };
   });
 
   app.get('/v1/servers/:id/console-log', {
