@@ -7,13 +7,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireOrSkip } from './helpers/cloud.js';
 import { waitFor } from './helpers/agents.js';
 import { debugfsCat, VmCloud, vmCloudMissing } from './helpers/vm-cloud.js';
 
 const GiB = 1024 ** 3;
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 interface Volume { id: string; name: string; status: string; size: number; attachments: { server_name: string; device: string | null; mount_path: string | null }[]; fault: unknown; node: string }
 interface Server { id: string; name: string; status: string; node_id: string; volumes_attached: { id: string; name: string }[] }
@@ -76,6 +78,32 @@ describe('volumes: attach to VMs and containers, extend, snapshot, boot from vol
     const list = JSON.parse((await yunOk(['volume', 'ls', '--json'])).stdout) as Volume[];
     assert.deepEqual(list, [], 'nothing was created');
     assert.deepEqual(existsSync(join(dataDir, 'agent', 'volumes')) ? readdirSync(join(dataDir, 'agent', 'volumes')) : [], [], 'no file left behind');
+  });
+
+  it('images: download gives the disk back byte for byte; a checksum mismatch or a corrupt qcow2 is refused with nothing made', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    const out = join(cloud.work, 'tinyvm.qcow2');
+    const r = await yunOk(['image', 'download', 'tinyvm', '-o', out, '--json']);
+    const info = JSON.parse(r.stdout) as { disk_format: string; checksum: string; bytes: number };
+    const tinyDisk = readFileSync(cloud.tiny!.disk);
+    assert.equal(info.disk_format, 'qcow2');
+    assert.equal(sha256(readFileSync(out)), sha256(tinyDisk), 'the same bytes');
+    assert.equal(info.checksum, `sha256:${sha256(tinyDisk)}`);
+    const wrong = await yun(['image', 'import', '--disk-format', 'qcow2', '--checksum', '0'.repeat(64), '--name', 'wrongsum', cloud.tiny!.disk]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /YUN_DIGEST_MISMATCH/);
+    assert.match(wrong.stderr, new RegExp(`SHA-256 is ${sha256(tinyDisk)}, not the checksum given`));
+    const right = await yun(['image', 'import', '--disk-format', 'qcow2', '--checksum', sha256(tinyDisk), '--name', 'rightsum', cloud.tiny!.disk]);
+    assert.equal(right.code, 0, right.stderr);
+    const corrupt = join(cloud.work, 'corrupt.qcow2');
+    writeFileSync(corrupt, Buffer.concat([Buffer.from('QFI\xfb'), Buffer.alloc(4096, 7)]));
+    const bad = await yun(['image', 'import', '--disk-format', 'qcow2', '--name', 'corrupt', corrupt]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /YUN_IMAGE_INVALID|YUN_VALIDATION_FAILED/, bad.stderr);
+    const names = (JSON.parse((await yunOk(['image', 'ls', '--json'])).stdout) as { name: string }[]).map((i) => i.name);
+    assert.ok(!names.some((n) => n.startsWith('wrongsum') || n.startsWith('corrupt')), names.join(', '));
+    assert.ok(names.includes('rightsum:latest'));
+    await yunOk(['image', 'rm', 'rightsum']);
   });
 
   let data1: Volume;

@@ -205,6 +205,42 @@ export class ApiClient {
     await readLines(res.body as AsyncIterable<Uint8Array>, onLine);
   }
 
+  /** GET a binary body into `file` (written as FILE.part, renamed when complete); returns its headers. */
+  async download(path: string, file: string, onProgress?: (bytes: number, total: number | undefined) => void): Promise<Headers> {
+    const token = await this.ensureToken();
+    let res;
+    try {
+      res = await fetch(new URL(path, `${this.settings.url}/`), { headers: { 'x-auth-token': token }, dispatcher: this.dispatcher });
+    } catch (e) {
+      throw connectionError(e, this.settings);
+    }
+    if (res.status >= 400) {
+      const text = await res.text();
+      let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
+      try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
+      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
+    }
+    const { createWriteStream, renameSync, rmSync } = await import('node:fs');
+    const total = Number(res.headers.get('content-length') ?? '') || undefined;
+    const out = createWriteStream(`${file}.part`);
+    let n = 0;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        n += chunk.length;
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+        onProgress?.(n, total);
+      }
+      await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      if (total !== undefined && n !== total) throw new CliError('YUN_CONNECTION_FAILED', `the download ended after ${n} of ${total} bytes`, 0);
+      renameSync(`${file}.part`, file);
+    } catch (e) {
+      out.destroy();
+      rmSync(`${file}.part`, { force: true });
+      throw e;
+    }
+    return res.headers;
+  }
+
   /** GET a streaming NDJSON response, calling `onLine` for each line as it arrives. */
   async stream(path: string, query: RequestOptions['query'], onLine: (line: string) => void): Promise<void> {
     const token = await this.ensureToken();

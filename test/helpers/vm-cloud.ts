@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, removeAgentDir, waitFor } from './agents.js';
 import { createLan, lanSupport, type ExecResult, type SpawnedProcess, type TestHost, type TestLan } from './netns.js';
-import { buildTinyVm, tinyVmSupport } from '../../src/images/tinyvm/build.js';
+import { buildTinyVm, tinyVmSupport, type TinyVmBuild } from '../../src/images/tinyvm/build.js';
 
 const YUN = join(process.cwd(), 'bin', 'yun.js');
 const has = (bin: string) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'pipe' }); return true; } catch { return false; } };
@@ -39,11 +39,13 @@ export class VmCloud {
   readonly dataDir = mkdtempSync(join(tmpdir(), 'yun-vmcloud-'));
   readonly work = mkdtempSync(join(tmpdir(), 'yun-vmcloud-work-'));
   env: NodeJS.ProcessEnv = {};
+  tiny?: TinyVmBuild;
 
   constructor(private readonly logName: string) {}
 
   async start(): Promise<void> {
     const tiny = await buildTinyVm();
+    this.tiny = tiny;
     execFileSync(process.execPath, ['scripts/build-busybox-image.mjs', '--no-import'], { stdio: 'pipe' });
     this.lan = await createLan(1);
     this.h1 = this.lan.hosts[0]!;

@@ -22,6 +22,7 @@ export default defineCommand({
     .option('--cmdline <text>', 'VM images: the kernel command line')
     .option('--min-disk <GiB>', 'VM images: the smallest root disk a server of it needs, GiB', '0')
     .option('--min-ram <MiB>', 'VM images: the smallest RAM, MiB', '0')
+    .option('--checksum <sha256>', 'VM images: the disk\'s SHA-256 (hex, or sha256:HEX); a disk that does not match is refused')
     .option('--json', 'print JSON'),
   parse: (a, o) => {
     const file = a[0] as string;
@@ -44,7 +45,9 @@ export default defineCommand({
     const vm = {
       disk_format: format, kernel: o.kernel as string | undefined, initrd: o.initrd as string | undefined, cmdline: o.cmdline as string | undefined,
       min_disk: whole(o.minDisk, '--min-disk', 'GiB'), min_ram: whole(o.minRam, '--min-ram', 'MiB'),
+      checksum: o.checksum as string | undefined,
     };
+    if (vm.checksum !== undefined && !/^(sha256:)?[0-9a-f]{64}$/.test(vm.checksum)) throw usage(`--checksum must be a SHA-256 in hex (64 characters, optionally sha256:), not "${vm.checksum}"`);
     return { file, dir: false, size, name: String(o.name), json: Boolean(o.json), vm };
   },
   async run(i, ctx) {
@@ -59,7 +62,7 @@ export default defineCommand({
         if (i.vm.initrd) { symlinkSync(resolve(i.vm.initrd), join(stage, 'initrd')); names.push('initrd'); }
         const tar = await import('tar');
         const body = tar.c({ cwd: stage, follow: true, portable: true }, names) as unknown as NodeJS.ReadableStream;
-        const query = { name: i.name!, disk_format: i.vm.disk_format, min_disk: String(i.vm.min_disk), min_ram: String(i.vm.min_ram), ...(i.vm.cmdline ? { cmdline: i.vm.cmdline } : {}) };
+        const query = { name: i.name!, disk_format: i.vm.disk_format, min_disk: String(i.vm.min_disk), min_ram: String(i.vm.min_ram), ...(i.vm.cmdline ? { cmdline: i.vm.cmdline } : {}), ...(i.vm.checksum ? { checksum: i.vm.checksum } : {}) };
         const img = (await ctx.client().upload<Record<string, unknown>>('/v1/images/import-disk', query, body, { onProgress: (n) => meter.update(n) })).body;
         meter.done();
         if (i.json) return ctx.out.json(img);

@@ -78,6 +78,7 @@ import serverConsole from './server-console.js';
 import serverEvents from './server-events.js';
 import serverRm from './server-rm.js';
 import serverImageCreate from './server-image-create.js';
+import imageDownload from './image-download.js';
 import volumeCreate from './volume-create.js';
 import volumeLs from './volume-ls.js';
 import volumeShow from './volume-show.js';
@@ -104,7 +105,7 @@ export const commands: CommandSpec<any>[] = [
   imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
   networkCreate, networkLs, networkInspect, networkRm, run,
   flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
-  serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm, serverImageCreate,
+  serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm, serverImageCreate, imageDownload,
   volumeCreate, volumeLs, volumeShow, volumeExtend, volumeAttach, volumeDetach, volumeRm, volumeSnapshot, volumeSnapshotLs, volumeSnapshotRm,
 ];
 

@@ -1,4 +1,5 @@
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { listAll } from '../../store/paging.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -174,17 +175,25 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
           min_disk: { type: 'integer', minimum: 0, maximum: 1024 * 1024, default: 0, description: 'Smallest root disk, GiB (Glance\'s min_disk).' },
           min_ram: { type: 'integer', minimum: 0, maximum: 16 * 1024 * 1024, default: 0, description: 'Smallest RAM, MiB (Glance\'s min_ram).' },
           cmdline: { type: 'string', maxLength: 4096, description: 'Kernel command line for direct kernel boot.' },
+          checksum: { type: 'string', pattern: '^(sha256:)?[0-9a-f]{64}$', description: 'The disk\'s SHA-256: a disk that does not match is refused (422 YUN_DIGEST_MISMATCH), nothing kept.' },
         },
       },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'import images');
-    const q = req.query as { name: string; disk_format: 'qcow2' | 'raw'; min_disk: number; min_ram: number; cmdline?: string };
+    const q = req.query as { name: string; disk_format: 'qcow2' | 'raw'; min_disk: number; min_ram: number; cmdline?: string; checksum?: string };
     checkImageName(q.name);
     const path = await receive(req);
     const dir = `${path}.d`;
     try {
       const files = await unpackDiskUpload(path, dir);
+      if (q.checksum) {
+        const want = q.checksum.replace(/^sha256:/, '');
+        const hash = createHash('sha256');
+        await pipeline(createReadStream(files.disk), hash);
+        const got = hash.digest('hex');
+        if (got !== want) throw new YunError('YUN_DIGEST_MISMATCH', `The uploaded disk's SHA-256 is ${got}, not the checksum given (${want}): it was not imported`, { extra: { expected: `sha256:${want}`, actual: `sha256:${got}` } });
+      }
       const r = await ctx.images.importVmImage(files, { name: normalizeImageName(q.name).name, diskFormat: q.disk_format, minDiskBytes: q.min_disk * 1024 ** 3, minRamBytes: q.min_ram * 1024 ** 2, ...(q.cmdline ? { cmdline: q.cmdline } : {}) });
       const img = await upsert(p.project.id, r, q.name, 'disk');
       req.auditTarget = img.id;
@@ -193,6 +202,29 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       rmSync(path, { force: true });
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  app.get('/v1/images/:id/file', {
+    schema: {
+      tags: ['images'],
+      summary: 'Download an image (Glance\'s image data): a VM image\'s disk as it is stored (qcow2 or raw; X-Image-Disk-Format says which, X-Image-Checksum its SHA-256), a container image as a `docker save` archive.',
+      params: idParams, querystring: noQuery,
+    },
+  }, async (req, reply) => {
+    const img = await find(req, (req.params as { id: string }).id);
+    const d = img.data as Record<string, unknown>;
+    const digest = String(d.digest);
+    const rec = await ctx.images.image(digest);
+    if (rec.kind === 'vm') {
+      const disk = rec.manifest.layers.find((l) => l.mediaType === VM_MT.qcow2 || l.mediaType === VM_MT.raw)!;
+      reply.header('content-type', 'application/octet-stream').header('content-length', String(disk.size))
+        .header('x-image-disk-format', disk.mediaType === VM_MT.qcow2 ? 'qcow2' : 'raw').header('x-image-checksum', disk.digest)
+        .header('content-disposition', `attachment; filename="${img.name.replace(/[^A-Za-z0-9._-]/g, '_')}.${disk.mediaType === VM_MT.qcow2 ? 'qcow2' : 'raw'}"`);
+      return reply.send(createReadStream(ctx.images.blobPath(disk.digest)));
+    }
+    const archive = await ctx.images.exportDockerArchive(digest, img.name);
+    reply.header('content-type', 'application/x-tar').header('content-disposition', `attachment; filename="${img.name.replace(/[^A-Za-z0-9._-]/g, '_')}.tar"`);
+    return reply.send(createReadStream(archive));
   });
 
   app.post('/v1/images/import-rootfs', {
