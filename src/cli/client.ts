@@ -196,12 +196,7 @@ export class ApiClient {
     } catch (e) {
       throw connectionError(e, this.settings);
     }
-    if (res.status >= 400) {
-      const text = await res.text();
-      let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
-      try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
-      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
-    }
+    if (res.status >= 400) throw await responseError(res);
     await readLines(res.body as AsyncIterable<Uint8Array>, onLine);
   }
 
@@ -214,12 +209,7 @@ export class ApiClient {
     } catch (e) {
       throw connectionError(e, this.settings);
     }
-    if (res.status >= 400) {
-      const text = await res.text();
-      let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
-      try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
-      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
-    }
+    if (res.status >= 400) throw await responseError(res);
     const { createWriteStream, renameSync, rmSync } = await import('node:fs');
     const total = Number(res.headers.get('content-length') ?? '') || undefined;
     const out = createWriteStream(`${file}.part`);
@@ -252,12 +242,7 @@ export class ApiClient {
     } catch (e) {
       throw connectionError(e, this.settings);
     }
-    if (res.status >= 400) {
-      const text = await res.text();
-      let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
-      try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
-      throw new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id, err?.title);
-    }
+    if (res.status >= 400) throw await responseError(res);
     await readLines(res.body as AsyncIterable<Uint8Array>, onLine);
   }
 
@@ -295,6 +280,14 @@ async function readLines(body: AsyncIterable<Uint8Array>, onLine: (line: string)
     }
   }
   if (buf) onLine(buf);
+}
+
+/** The API's error (its code, full detail, request id) from a failed streaming or binary request. */
+async function responseError(res: { status: number; text(): Promise<string>; headers: { get(name: string): string | null } }): Promise<CliError> {
+  const text = await res.text();
+  let err: { code?: string; detail?: string; title?: string; request_id?: string } | undefined;
+  try { err = (JSON.parse(text) as { error: typeof err }).error; } catch { /* not JSON */ }
+  return new CliError(err?.code ?? `HTTP_${res.status}`, err?.detail ?? text, res.status, err?.request_id ?? res.headers.get('x-request-id') ?? undefined, err?.title);
 }
 
 function connectionError(e: unknown, s: Settings): CliError {
