@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireOrSkip } from './helpers/cloud.js';
 import { waitFor } from './helpers/agents.js';
-import { VmCloud, vmCloudMissing } from './helpers/vm-cloud.js';
+import { VmCloud, vmCloudSupport } from './helpers/vm-cloud.js';
 
 interface Volume { id: string; name: string; status: string; size: number; attachments: { server_name: string }[] }
 
@@ -22,13 +22,8 @@ describe('volumes: kill -9 of the agent during create and during attach', { conc
   };
 
   before(async () => {
-    const missing = await vmCloudMissing([['qemu-img', 'qemu-utils']]);
-    ok = missing.length === 0;
-    why = `needs ${missing.join(', ')}`;
-    if (!ok) {
-      if (process.env.YUN_REQUIRE_ALL === '1') throw new Error(`required but unavailable (YUN_REQUIRE_ALL=1): ${why}`);
-      return;
-    }
+    ({ ok, why } = await vmCloudSupport([['qemu-img', 'qemu-utils']]));
+    if (!ok) return;
     await cloud.start();
   });
 

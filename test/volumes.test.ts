@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireOrSkip } from './helpers/cloud.js';
 import { waitFor } from './helpers/agents.js';
-import { debugfsCat, VmCloud, vmCloudMissing } from './helpers/vm-cloud.js';
+import { debugfsCat, VmCloud, vmCloudSupport } from './helpers/vm-cloud.js';
 
 const GiB = 1024 ** 3;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -40,13 +40,8 @@ describe('volumes: attach to VMs and containers, extend, snapshot, boot from vol
   let env: NodeJS.ProcessEnv;
 
   before(async () => {
-    const missing = await vmCloudMissing([['debugfs', 'e2fsprogs'], ['nsenter', 'util-linux']]);
-    ok = missing.length === 0;
-    why = `needs ${missing.join(', ')}`;
-    if (!ok) {
-      if (process.env.YUN_REQUIRE_ALL === '1') throw new Error(`required but unavailable (YUN_REQUIRE_ALL=1): ${why}`);
-      return;
-    }
+    ({ ok, why } = await vmCloudSupport([['debugfs', 'e2fsprogs'], ['nsenter', 'util-linux']]));
+    if (!ok) return;
     await cloud.start();
     dataDir = cloud.dataDir;
     h1 = cloud.h1;

@@ -6,8 +6,7 @@
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageInfo } from '../drivers/driver.js';
-import { runCommand } from '../drivers/oci/host.js';
-import { findOnPath } from '../drivers/oci/host.js';
+import { findOnPath, runCommand } from '../drivers/oci/host.js';
 
 export const VOLUME_FILE = 'disk.raw';
 

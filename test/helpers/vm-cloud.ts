@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, removeAgentDir, waitFor } from './agents.js';
 import { createLan, lanSupport, type ExecResult, type SpawnedProcess, type TestHost, type TestLan } from './netns.js';
+import { netnsName } from '../../src/drivers/oci/oci-driver.js';
 import { buildTinyVm, tinyVmSupport, type TinyVmBuild } from '../../src/images/tinyvm/build.js';
 
 const YUN = join(process.cwd(), 'bin', 'yun.js');
@@ -30,6 +31,17 @@ export async function vmCloudMissing(extra: [string, string][] = []): Promise<st
     if (!tv.ok) missing.push(tv.reason);
   }
   return missing;
+}
+
+/**
+ * Whether the tests can run here: `{ ok: false, why }` to skip, and with YUN_REQUIRE_ALL=1 a throw
+ * instead (CI must not skip them).
+ */
+export async function vmCloudSupport(extra: [string, string][] = []): Promise<{ ok: boolean; why: string }> {
+  const missing = await vmCloudMissing(extra);
+  const why = `needs ${missing.join(', ')}`;
+  if (missing.length && process.env.YUN_REQUIRE_ALL === '1') throw new Error(`required but unavailable (YUN_REQUIRE_ALL=1): ${why}`);
+  return { ok: missing.length === 0, why };
 }
 
 export class VmCloud {
@@ -133,6 +145,8 @@ export class VmCloud {
       try { pid = Number(readFileSync(join(servers, id, 'qemu.pid'), 'utf8').trim() || 0); } catch { /* a container */ }
       if (pid > 1 && alive(pid)) process.kill(pid, 'SIGKILL');
       try { execFileSync('runc', ['--root', '/run/yunstack-runc', 'delete', '-f', id], { stdio: 'ignore' }); } catch { /* not a container */ }
+      // A container's network namespace, when its cloud died before destroying it.
+      try { execFileSync('ip', ['netns', 'delete', netnsName(id)], { stdio: 'ignore' }); } catch { /* none */ }
     }
     await this.up?.stop('SIGTERM', 10_000);
     // Whatever is still mounted under the data dir (a failed test) is unmounted before it is removed.

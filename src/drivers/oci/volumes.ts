@@ -6,7 +6,7 @@
  * container runs appears inside at once; a bind from there to its mount path is then made inside
  * the container's mount namespace (nsenter and a static busybox kept in the share directory).
  */
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DriverError, type VolumeDisk } from '../driver.js';
 import { isMountPoint, runCommand, unmount } from './host.js';
@@ -59,7 +59,7 @@ export async function unmountFromNode(dir: string, id: string): Promise<void> {
 /** Everything under the share directory, and the share itself (the container is gone). */
 export async function unmountShare(dir: string): Promise<void> {
   const share = join(dir, VOLS_DIR);
-  const text = await import('node:fs/promises').then((f) => f.readFile('/proc/self/mountinfo', 'utf8')).catch(() => '');
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
   const under = text.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p && p.startsWith(share + '/'));
   for (const p of under.sort((a, b) => b.length - a.length)) await unmount('umount', p);
   if (await isMountPoint(share)) await unmount('umount', share);

@@ -157,7 +157,8 @@ export function volumeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       if (!n) throw invalid(`Node "${b.node}" does not exist`, 'body/node', 'List nodes with `yun node ls`.');
       nodeId = n.id;
     }
-    const node = nodeId && b.snapshot ? (await ctx.store.get('node', nodeId))! : await ctx.scheduler.placeVolume(size! * GiB, nodeId);
+    // The snapshot's node (or the one asked for, or the freest), if it has the disk for it.
+    const node = await ctx.scheduler.placeVolume(size! * GiB, nodeId);
     const quota_usage = { volumes: 1, gigabytes: size! };
     const id = newId();
     const data: VolumeData = {
