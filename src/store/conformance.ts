@@ -469,6 +469,33 @@ export function runStoreConformance(name: string, make: () => Promise<StoreUnder
       await check([{ field: 'labels.rack', op: 'prefix', value: 'r' }], ['o1']);
       await check([{ field: 'status', op: 'eq', value: 'ready' }, { field: 'labels.zone', op: 'eq', value: 'a' }], ['o1']);
       await check([{ field: 'on', op: 'eq', value: true }, { field: 'status', op: 'prefix', value: 'ready-' }], ['o4']);
+      await check([{ field: 'list', op: 'overlaps', value: ['b', 'a'] }], ['o4']);
+      await check([{ field: 'list', op: 'overlaps', value: ['b'] }], []);
+      await check([{ field: 'list', op: 'overlaps', value: [] }], []);
+      await check([{ field: 'status', op: 'overlaps', value: ['ready'] }], []);
+      await check([{ field: 'name', op: 'overlaps', value: ['o1'] }], []);
+    }));
+
+    it('overlaps matches array members with eq semantics: numbers apart from text, nested paths, no scalars', () => withStore(async (s) => {
+      await s.batch([
+        { op: 'create', kind: 'thing', project_id: 'p1', name: 'a', data: { audience: ['p1', '*'], nums: [1, 2.5], acl: { who: ['u1'] } } },
+        { op: 'create', kind: 'thing', project_id: 'p2', name: 'b', data: { audience: ['p2', 'p3'], nums: ['1'], acl: { who: 'u1' } } },
+        { op: 'create', kind: 'thing', project_id: 'p2', name: 'c', data: { audience: [], nums: [[1]], flags: [true] } },
+      ]);
+      const check = async (filters: ListQuery['filters'], want: string[]) => {
+        assert.deepEqual(names((await s.list('thing', { limit: 100, filters })).items), want, JSON.stringify(filters));
+      };
+      await check([{ field: 'audience', op: 'overlaps', value: ['p3', '*'] }], ['a', 'b']);
+      await check([{ field: 'audience', op: 'overlaps', value: ['p9'] }], []);
+      await check([{ field: 'nums', op: 'overlaps', value: [1] }], ['a']);
+      await check([{ field: 'nums', op: 'overlaps', value: ['1'] }], ['b']);
+      await check([{ field: 'nums', op: 'overlaps', value: [2.5] }], ['a']);
+      await check([{ field: 'acl.who', op: 'overlaps', value: ['u1'] }], ['a']);
+      await check([{ field: 'audience', op: 'overlaps', value: ['p2'] }, { field: 'nums', op: 'overlaps', value: ['1'] }], ['b']);
+      const page = await s.list('thing', { limit: 1, filters: [{ field: 'audience', op: 'overlaps', value: ['p1', 'p2'] }], withCount: true });
+      assert.equal(page.count, 2);
+      const next = await s.list('thing', { limit: 1, marker: page.nextMarker!, filters: [{ field: 'audience', op: 'overlaps', value: ['p1', 'p2'] }] });
+      assert.equal(next.items.length, 1);
     }));
 
     it('filters on columns: id, name, project_id, version', () => withStore(async (s) => {

@@ -55,13 +55,13 @@ describe('MemoryStore against SqliteStore', () => {
   // The memory store emulates SQLite's json_extract semantics (query.ts): check it on random data,
   // filters and sorts, including the corners (numbers vs text, booleans, null, nested objects,
   // code points beyond the BMP, numeric text on INTEGER columns, numbers on TEXT columns).
-  const pool: unknown[] = [undefined, null, true, false, 0, 1, -1, 1.5, 2, 10, 100, 1e21, 1e-7, '1', '2.0', ' 2 ', '1e0', '', 'a', 'B', 'é', '😀', '😀x', '\uffee', 'ab', '10', ' 12 ', '12abc', { z: 'a' }, [1, 'a']];
+  const pool: unknown[] = [undefined, null, true, false, 0, 1, -1, 1.5, 2, 10, 100, 1e21, 1e-7, '1', '2.0', ' 2 ', '1e0', '', 'a', 'B', 'é', '😀', '😀x', '\uffee', 'ab', '10', ' 12 ', '12abc', { z: 'a' }, [1, 'a'], [true, null, '1'], [{ z: 'a' }, [1], 2.5, 'é']];
   const value = fc.oneof({ arbitrary: fc.constantFrom(...pool), weight: 3 }, fc.integer({ min: -20, max: 20 }), fc.string({ maxLength: 3 }));
   const objects = fc.array(fc.record({ v: value, w: value, zone: value, name: fc.constantFrom('', 'a', 'b', 'B', 'é', '😀', '\uffee'), project: fc.constantFrom('p1', 'p2'), updates: fc.nat({ max: 2 }) }), { maxLength: 25 });
   const fields = ['v', 'w', 'v.0', 'v.z', 'labels.zone', 'labels', 'name', 'version', 'project_id', 'id', 'missing.path'];
   const filter = fc.oneof(
     fc.record({ field: fc.constantFrom(...fields), op: fc.constantFrom('eq' as const, 'ne' as const, 'prefix' as const, 'exists' as const), value }),
-    fc.record({ field: fc.constantFrom(...fields), op: fc.constant('in' as const), value: fc.array(value, { maxLength: 3 }) }),
+    fc.record({ field: fc.constantFrom(...fields), op: fc.constantFrom('in' as const, 'overlaps' as const), value: fc.array(value, { maxLength: 3 }) }),
   ) as fc.Arbitrary<Filter>;
   const query = fc.record({
     filters: fc.array(filter, { maxLength: 2 }),
@@ -97,6 +97,7 @@ describe('MemoryStore against SqliteStore', () => {
       for (let j = 0; j < n; j++) {
         const value = [pool[j], pool[(j + 1) % n]] as Filter['value'];
         out.push([field, 'in', value, (await s.list('thing', { limit: 100, filters: [{ field, op: 'in', value }] })).items.map((o) => o.id)]);
+        out.push([field, 'overlaps', value, (await s.list('thing', { limit: 100, filters: [{ field, op: 'overlaps', value }] })).items.map((o) => o.id)]);
       }
       out.push([field, [...await s.countBy('thing', field, [])].sort((a, b) => (a[0] < b[0] ? -1 : 1))]);
       for (const dir of ['asc', 'desc'] as const) {

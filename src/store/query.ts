@@ -159,6 +159,14 @@ export function filterPredicate(f: Filter): (o: StoredObject) => boolean {
       const vals = Array.isArray(f.value) ? f.value.map((v) => withAffinity(paramOf(v), fl.affinity)) : [];
       return (o) => { const v = value(o); return vals.some((p) => sqlEquals(v, p)); };
     }
+    case 'overlaps': {
+      // json_each's values carry no affinity, and a column is never an array.
+      const vals = Array.isArray(f.value) ? f.value.map((v) => paramOf(v)) : [];
+      return (o) => {
+        const arr = fl.get(o);
+        return fl.affinity === undefined && Array.isArray(arr) && arr.some((el) => { const v = sqlOf(el); return vals.some((p) => sqlEquals(v, p)); });
+      };
+    }
     default:
       // SqliteStore adds no condition for an operator it does not know.
       return () => true;

@@ -43,8 +43,12 @@ export function fieldExpr(field: string): string {
   if (!/^[A-Za-z0-9_.\-/]+$/.test(field) || field.length > 200) {
     throw new YunError('YUN_BAD_FILTER', `"${field}" is not a valid field name`);
   }
-  const path = field.split('.').map((p) => `"${p}"`).join('.');
-  return `json_extract(data, '$.${path}')`;
+  return `json_extract(data, ${jsonPath(field)})`;
+}
+
+/** The JSON path literal of a data field (`labels.zone` → '$."labels"."zone"'), already validated. */
+function jsonPath(field: string): string {
+  return `'$.${field.split('.').map((p) => `"${p}"`).join('.')}'`;
 }
 
 function sqlValue(v: unknown): string | number | null {
@@ -152,6 +156,16 @@ export class SqliteStore implements Store {
           const vals = Array.isArray(f.value) ? f.value : [];
           if (vals.length === 0) where.push('0');
           else { where.push(`${e} IN (${vals.map(() => '?').join(',')})`); params.push(...vals.map(sqlValue)); }
+          break;
+        }
+        case 'overlaps': {
+          const vals = Array.isArray(f.value) ? f.value : [];
+          if (vals.length === 0 || COLUMNS.has(f.field)) where.push('0');
+          else {
+            const path = jsonPath(f.field);
+            where.push(`(json_type(objects.data, ${path}) = 'array' AND EXISTS (SELECT 1 FROM json_each(objects.data, ${path}) AS el WHERE el.value IN (${vals.map(() => '?').join(',')})))`);
+            params.push(...vals.map(sqlValue));
+          }
           break;
         }
       }

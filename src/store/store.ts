@@ -26,7 +26,11 @@ export type SortDir = 'asc' | 'desc';
 /** A filter on a column (`id`, `name`, `project_id`, …) or on a path into `data` (`labels.zone`). */
 export interface Filter {
   field: string;
-  op: 'eq' | 'ne' | 'exists' | 'in' | 'prefix';
+  /**
+   * `overlaps`: the field is an array holding at least one of the values (`value` a list), compared
+   * as `eq` compares; a field that is not an array (or a column) never overlaps.
+   */
+  op: 'eq' | 'ne' | 'exists' | 'in' | 'prefix' | 'overlaps';
   value?: string | number | boolean | null | (string | number)[];
 }
 
