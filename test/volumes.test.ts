@@ -185,7 +185,11 @@ describe('volumes: attach to VMs and containers, extend, snapshot, boot from vol
   it('server image-create of a running VM and of a running container: a new server from the image has the file written before', async (t) => {
     if (!requireOrSkip(t, ok, why)) return;
     await guest('vm1', 'echo image-of-vm1 > /root/img.txt && sync');
-    await yunOk(['server', 'image-create', 'vm1', '--name', 'vm1-image']);
+    const made = await yunOk(['server', 'image-create', 'vm1', '--name', 'vm1-image', '--json']);
+    const img = JSON.parse(made.stdout) as { status: string; disk_format: string; visibility: string };
+    assert.deepEqual([img.status, img.disk_format, img.visibility], ['active', 'qcow2', 'private']);
+    const twice = await yun(['server', 'image-create', 'vm1', '--name', 'vm1-image']);
+    assert.match(twice.stderr, /YUN_NAME_CONFLICT/);
     assert.equal((await show('vm1')).status, 'ACTIVE', 'it runs on after the copy');
     await yunOk(['server', 'create', '--flavor', 'm1.tiny', '--image', 'vm1-image', '--network', 'none', '--wait', 'vm2']);
     await waitFor('vm2 ready', async () => (await consoleLog('vm2')).includes('YUN-GUEST ready'), 90_000);

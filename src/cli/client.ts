@@ -155,7 +155,7 @@ export class ApiClient {
   }
 
   /** POST a raw body (a file or a stream), reporting bytes sent; answers JSON. */
-  async upload<T = Record<string, unknown>>(path: string, query: RequestOptions['query'], body: NodeJS.ReadableStream, opts: { contentType?: string; onProgress?: (sent: number) => void } = {}): Promise<ApiResponse<T>> {
+  async upload<T = Record<string, unknown>>(path: string, query: RequestOptions['query'], body: NodeJS.ReadableStream, opts: { contentType?: string; method?: 'POST' | 'PUT'; onProgress?: (sent: number) => void } = {}): Promise<ApiResponse<T>> {
     const token = await this.ensureToken();
     const u = new URL(path, `${this.settings.url}/`);
     for (const [k, v] of Object.entries(query ?? {})) {
@@ -173,7 +173,7 @@ export class ApiClient {
     })();
     let res;
     try {
-      res = await fetch(u, { method: 'POST', headers: { 'x-auth-token': token, 'content-type': opts.contentType ?? 'application/x-tar', accept: 'application/json' }, body: counted, duplex: 'half', dispatcher: this.dispatcher } as Parameters<typeof fetch>[1]);
+      res = await fetch(u, { method: opts.method ?? 'POST', headers: { 'x-auth-token': token, 'content-type': opts.contentType ?? 'application/x-tar', accept: 'application/json' }, body: counted, duplex: 'half', dispatcher: this.dispatcher } as Parameters<typeof fetch>[1]);
     } catch (e) {
       throw connectionError(e, this.settings);
     }

@@ -36,6 +36,7 @@ export const catalogue = {
   YUN_VERSION_CONFLICT: { status: 409, title: 'Version conflict', hint: 'The object changed since you read it: read it again, re-apply your change, and send the new version.' },
   YUN_PORT_IN_USE: { status: 409, title: 'Port already published', hint: 'Publish another port, or remove the service that holds it.' },
   YUN_CLAIM_TAKEN: { status: 409, title: 'Already taken', hint: 'Something else took it first (perhaps at the same moment): choose another, or retry.' },
+  YUN_AMBIGUOUS_NAME: { status: 409, title: 'Name names several objects', hint: 'Name it by its id (the detail lists the candidates).' },
   YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
   YUN_SUBNET_CONFLICT: { status: 409, title: 'Subnet overlaps another network', hint: 'Choose a subnet that overlaps no other network (`yun network ls` shows theirs), or leave --subnet out to get a free one.' },
   YUN_NETWORK_NOT_ATTACHABLE: { status: 409, title: 'Network not attachable', hint: 'Only services may join this network; create one with `yun network create --attachable NAME` for one-off tasks, or debug from a task of a service on it (`yun task exec`).' },

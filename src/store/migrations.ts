@@ -101,4 +101,17 @@ export const migrations: { version: number; name: string; sql: string }[] = [
         WHERE o.kind = 'service';
     `,
   },
+  {
+    version: 4,
+    name: 'images: status, visibility and audience, backfilled (active, private, seen by their own project)',
+    sql: `
+      UPDATE objects SET data = json_set(data,
+          '$.status', IFNULL(json_extract(data, '$.status'), 'active'),
+          '$.visibility', IFNULL(json_extract(data, '$.visibility'), 'private'),
+          '$.members', json(IFNULL(json_extract(data, '$.members'), '[]')),
+          '$.audience', json(IFNULL(json_extract(data, '$.audience'), json_array(project_id))),
+          '$.member_index', json(IFNULL(json_extract(data, '$.member_index'), '[]')))
+        WHERE kind = 'image';
+    `,
+  },
 ];

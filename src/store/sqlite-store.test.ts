@@ -65,4 +65,32 @@ describe('SqliteStore', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('migration 4 makes existing images active, private and seen by their own project', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'yun-mig-'));
+    const path = join(dir, 'yun.db');
+    try {
+      const db = new Database(path);
+      for (const m of migrations.filter((x) => x.version <= 3)) db.exec(m.sql);
+      db.pragma('user_version = 3');
+      const ins = db.prepare(`INSERT INTO objects (id, kind, project_id, name, version, created_at, updated_at, revision, data) VALUES (?, ?, ?, ?, 1, 'x', 'x', 1, ?)`);
+      ins.run('i1', 'image', 'p1', 'busybox:latest', JSON.stringify({ digest: 'sha256:aa', kind: 'container' }));
+      ins.run('i2', 'image', 'p2', 'vm:1', JSON.stringify({ digest: 'sha256:bb', kind: 'vm', status: 'active', visibility: 'public', audience: ['p2', '*'], members: [], member_index: [] }));
+      ins.run('s1', 'service', 'p1', 'web', JSON.stringify({ spec: {} }));
+      db.close();
+      const store = new SqliteStore(path);
+      try {
+        const i1 = (await store.get('image', 'i1'))!.data;
+        assert.deepEqual(i1, { digest: 'sha256:aa', kind: 'container', status: 'active', visibility: 'private', members: [], audience: ['p1'], member_index: [] });
+        assert.deepEqual((await store.get('image', 'i2'))!.data.audience, ['p2', '*'], 'what was already there stays');
+        assert.deepEqual((await store.get('service', 's1'))!.data, { spec: {} }, 'other kinds are untouched');
+        const seen = await store.list('image', { limit: 10, filters: [{ field: 'audience', op: 'overlaps', value: ['p1', '*'] }] });
+        assert.deepEqual(seen.items.map((o) => o.id), ['i1', 'i2']);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -28,6 +28,7 @@ import { describeNode } from '../agent/describe.js';
 import { channelPair, type AgentMessage, type ManagerMessage } from '../dispatcher/protocol.js';
 import { allDrivers } from '../drivers/index.js';
 import type { Driver } from '../drivers/driver.js';
+import { killInterruptedImages } from '../images/catalog.js';
 import { ImageStore } from '../images/image-store.js';
 import { NodeImages } from '../agent/images.js';
 
@@ -151,7 +152,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const orchestrator = new Orchestrator(store, clock, log.child({ component: 'orchestrator' }));
     const scheduler = new SchedulerRunner(store, clock, log.child({ component: 'scheduler' }));
     const images = new ImageStore(join(realDir, 'images'));
-    await images.cleanTemp().catch(() => 0); // leftovers of a crash during an import
+    await images.cleanTemp(0).catch(() => 0); // leftovers of a crash during an import or upload (nothing else runs yet)
     const ctx: ManagerContext = {
       store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler, images,
       caKeyPem: () => pki.ca.keyPem,
@@ -183,6 +184,9 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     await membership.joinToken('manager');
     const nodeId = loadOrCreateNodeId(realDir);
     membership.localNodeId = nodeId;
+    // Images this manager was saving when it stopped never get their data now: killed, with the reason.
+    const killed = await killInterruptedImages(store, nodeId);
+    if (killed) log.warn({ images: killed }, 'images left saving by the last run were killed');
     const drivers = opts.drivers ?? allDrivers();
     const description = () => describeNode(advertise, drivers, opts.resources, join(realDir, 'agent'));
     await membership.register(nodeId, { ...(await description()), role: 'manager' });

@@ -4,12 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { defineCommand } from '../command.js';
 import { usage } from '../cli-error.js';
 import { progressMeter } from '../upload-progress.js';
-
-const whole = (v: unknown, flag: string, unit: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw usage(`${flag} must be a whole number of ${unit}, not "${String(v)}"`);
-  return n;
-};
+import { parseChecksum, parseVisibility, wholeNumber } from '../images.js';
 
 export default defineCommand({
   path: ['image', 'import'],
@@ -23,6 +18,7 @@ export default defineCommand({
     .option('--min-disk <GiB>', 'VM images: the smallest root disk a server of it needs, GiB', '0')
     .option('--min-ram <MiB>', 'VM images: the smallest RAM, MiB', '0')
     .option('--checksum <sha256>', 'VM images: the disk\'s SHA-256 (hex, or sha256:HEX); a disk that does not match is refused')
+    .option('--visibility <v>', 'private (default), shared or public (a cloud administrator)')
     .option('--json', 'print JSON'),
   parse: (a, o) => {
     const file = a[0] as string;
@@ -31,7 +27,7 @@ export default defineCommand({
     const format = o.diskFormat as string | undefined;
     if (format === undefined) {
       for (const f of ['kernel', 'initrd', 'cmdline'] as const) if (o[f] !== undefined) throw usage(`--${f} is for VM images: add --disk-format qcow2 or raw`);
-      return { file, dir: st.isDirectory(), size: st.size, name: o.name as string | undefined, json: Boolean(o.json), vm: undefined };
+      return { file, dir: st.isDirectory(), size: st.size, name: o.name as string | undefined, json: Boolean(o.json), visibility: parseVisibility(o.visibility), vm: undefined };
     }
     if (format !== 'qcow2' && format !== 'raw') throw usage(`--disk-format must be qcow2 or raw, not "${format}"`);
     if (!o.name) throw usage('A disk image needs a name: --name REPO[:TAG]');
@@ -44,11 +40,11 @@ export default defineCommand({
     }
     const vm = {
       disk_format: format, kernel: o.kernel as string | undefined, initrd: o.initrd as string | undefined, cmdline: o.cmdline as string | undefined,
-      min_disk: whole(o.minDisk, '--min-disk', 'GiB'), min_ram: whole(o.minRam, '--min-ram', 'MiB'),
+      min_disk: wholeNumber(o.minDisk, '--min-disk', 'GiB'), min_ram: wholeNumber(o.minRam, '--min-ram', 'MiB'),
       checksum: o.checksum as string | undefined,
     };
-    if (vm.checksum !== undefined && !/^(sha256:)?[0-9a-f]{64}$/.test(vm.checksum)) throw usage(`--checksum must be a SHA-256 in hex (64 characters, optionally sha256:), not "${vm.checksum}"`);
-    return { file, dir: false, size, name: String(o.name), json: Boolean(o.json), vm };
+    parseChecksum(vm.checksum);
+    return { file, dir: false, size, name: String(o.name), json: Boolean(o.json), visibility: parseVisibility(o.visibility), vm };
   },
   async run(i, ctx) {
     const meter = progressMeter(`uploading ${i.file}`, i.dir ? undefined : i.size);
@@ -62,7 +58,7 @@ export default defineCommand({
         if (i.vm.initrd) { symlinkSync(resolve(i.vm.initrd), join(stage, 'initrd')); names.push('initrd'); }
         const tar = await import('tar');
         const body = tar.c({ cwd: stage, follow: true, portable: true }, names) as unknown as NodeJS.ReadableStream;
-        const query = { name: i.name!, disk_format: i.vm.disk_format, min_disk: String(i.vm.min_disk), min_ram: String(i.vm.min_ram), ...(i.vm.cmdline ? { cmdline: i.vm.cmdline } : {}), ...(i.vm.checksum ? { checksum: i.vm.checksum } : {}) };
+        const query = { name: i.name!, disk_format: i.vm.disk_format, min_disk: String(i.vm.min_disk), min_ram: String(i.vm.min_ram), ...(i.vm.cmdline ? { cmdline: i.vm.cmdline } : {}), ...(i.vm.checksum ? { checksum: i.vm.checksum } : {}), ...(i.visibility ? { visibility: i.visibility } : {}) };
         const img = (await ctx.client().upload<Record<string, unknown>>('/v1/images/import-disk', query, body, { onProgress: (n) => meter.update(n) })).body;
         meter.done();
         if (i.json) return ctx.out.json(img);
@@ -79,7 +75,7 @@ export default defineCommand({
     } else {
       body = createReadStream(i.file);
     }
-    const r = await ctx.client().upload<{ items: Record<string, unknown>[] }>('/v1/images/import', { name: i.name, filename: basename(resolve(i.file)) }, body, { onProgress: (n) => meter.update(n) });
+    const r = await ctx.client().upload<{ items: Record<string, unknown>[] }>('/v1/images/import', { name: i.name, filename: basename(resolve(i.file)), ...(i.visibility ? { visibility: i.visibility } : {}) }, body, { onProgress: (n) => meter.update(n) });
     meter.done();
     if (i.json) return ctx.out.json(r.body.items);
     for (const img of r.body.items) ctx.out.line(`Loaded image: ${String(img.name)} (${String(img.digest)})`);

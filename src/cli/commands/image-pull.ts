@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { defineCommand } from '../command.js';
 import { CliError, usage } from '../cli-error.js';
 import { formatSize } from '../../util/size.js';
+import { parseVisibility } from '../images.js';
 
 export default defineCommand({
   path: ['image', 'pull'],
@@ -10,6 +11,7 @@ export default defineCommand({
     .option('--ca <file>', 'CA certificate the registry\'s certificate chains to')
     .option('--insecure', 'allow plain HTTP and unverified TLS (test registries only)')
     .option('-u, --username <name>', 'registry user').option('--password-stdin', 'read the registry password from standard input')
+    .option('--visibility <v>', 'private (default), shared or public (a cloud administrator)')
     .option('--json', 'print the image as JSON'),
   parse: (a, o) => {
     let ca: string | undefined;
@@ -17,7 +19,7 @@ export default defineCommand({
       try { ca = readFileSync(String(o.ca), 'utf8'); } catch (e) { throw usage(`Cannot read --ca ${String(o.ca)}: ${(e as Error).message}`); }
       if (!ca.includes('BEGIN CERTIFICATE')) throw usage(`--ca ${String(o.ca)} is not a PEM certificate`);
     }
-    return { ref: a[0] as string, ca, insecure: Boolean(o.insecure), username: o.username as string | undefined, passwordStdin: Boolean(o.passwordStdin), json: Boolean(o.json) };
+    return { ref: a[0] as string, ca, insecure: Boolean(o.insecure), username: o.username as string | undefined, passwordStdin: Boolean(o.passwordStdin), visibility: parseVisibility(o.visibility), json: Boolean(o.json) };
   },
   async run(i, ctx) {
     let password: string | undefined;
@@ -26,7 +28,7 @@ export default defineCommand({
     let image: Record<string, unknown> | undefined;
     let error: { code: string; detail: string; request_id?: string; title?: string } | undefined;
     const bytes = new Map<string, { bytes: number; total?: number }>();
-    await ctx.client().postStream('/v1/images/pull', { ref: i.ref, ...(i.ca ? { ca_pem: i.ca } : {}), insecure: i.insecure, ...(i.username ? { username: i.username, password } : {}) }, (line) => {
+    await ctx.client().postStream('/v1/images/pull', { ref: i.ref, ...(i.ca ? { ca_pem: i.ca } : {}), insecure: i.insecure, ...(i.visibility ? { visibility: i.visibility } : {}), ...(i.username ? { username: i.username, password } : {}) }, (line) => {
       const m = JSON.parse(line) as { progress?: { phase: string; digest?: string; bytes?: number; total?: number; message?: string }; image?: Record<string, unknown>; error?: typeof error };
       if (m.progress) {
         const p = m.progress;

@@ -79,6 +79,10 @@ import serverEvents from './server-events.js';
 import serverRm from './server-rm.js';
 import serverImageCreate from './server-image-create.js';
 import imageDownload from './image-download.js';
+import imageCreate from './image-create.js';
+import imageUpload from './image-upload.js';
+import imageSet from './image-set.js';
+import { imageMemberAccept, imageMemberAdd, imageMemberLs, imageMemberReject, imageMemberRm } from './image-member.js';
 import volumeCreate from './volume-create.js';
 import volumeLs from './volume-ls.js';
 import volumeShow from './volume-show.js';
@@ -102,7 +106,8 @@ export const commands: CommandSpec<any>[] = [
   nodeLs, nodeInspect, nodeUpdate, nodeRm, nodePs, joinToken, agent,
   serviceCreate, serviceLs, servicePs, serviceInspect, serviceScale, serviceUpdate, serviceRollback, serviceRm, serviceLogs,
   taskInspect, taskLogs, taskExec,
-  imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageTag, imageRm,
+  imageLs, imageInspect, imageImport, imageImportRootfs, imagePull, imageCreate, imageUpload, imageSet, imageTag, imageRm,
+  imageMemberAdd, imageMemberLs, imageMemberRm, imageMemberAccept, imageMemberReject,
   networkCreate, networkLs, networkInspect, networkRm, run,
   flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
   serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm, serverImageCreate, imageDownload,
@@ -120,7 +125,8 @@ export const groups: Record<string, string> = {
   node: 'Manage the cluster\'s nodes.',
   service: 'Manage services (swarm mode).',
   task: 'Inspect tasks, read their logs, run commands in them.',
-  image: 'Import, pull, list and remove images.',
+  image: 'Import, pull, create, upload, share, list and remove images.',
+  'image member': 'Share images with other projects (Glance\'s image members).',
   network: 'Create, list, inspect and remove overlay networks.',
   flavor: 'List, show, create and remove flavors (server sizes).',
   keypair: 'Import, list and remove SSH key pairs for servers.',

@@ -1,111 +1,79 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
-import { listAll } from '../../store/paging.js';
+import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
 import { newId } from '../../util/ids.js';
 import type { ImageRecord } from '../../images/oci.js';
-import { GLOBAL, type StoredObject } from '../../store/store.js';
+import { listAll } from '../../store/paging.js';
+import type { Filter, StoredObject } from '../../store/store.js';
 import type { ServiceData } from '../../services/spec.js';
 import type { ManagerContext } from '../context.js';
 import {
-  buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
-  principal, requireRole, toApi, type ListQueryInput, type ListSpec,
+  buildListQuery, commonMeta, created, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
+  principal, requireRole, writeVersion, type ListQueryInput, type ListSpec,
 } from '../http.js';
+import type { Principal } from '../../identity/identity.js';
 import { nodeFromCertificate } from './agent.js';
 import { VM_MT } from '../../images/vm-image.js';
+import { checkImageName, dropUnnamedContent, imageNameParts, imageView, recordImage, resolveImage, visibleTo } from '../../images/catalog.js';
+import { MEMBER_STATUSES, VISIBILITIES, accessOf, addMember, changeVisibility, removeMember, setMemberStatus, withAccess, type MemberStatus, type Visibility } from '../../images/access.js';
+import { IMAGE_STATUSES, checkActive, checkUploadable, killReason } from '../../images/status.js';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
 
 const spec: ListSpec = {
-  filters: { name: 'name', repository: 'repository', tag: 'tag', digest: 'digest', kind: 'kind', disk_format: 'disk_format' },
-  sortKeys: { name: 'name', created_at: 'created_at', size: 'size', id: 'id' },
+  filters: { name: 'name', repository: 'repository', tag: 'tag', digest: 'digest', kind: 'kind', disk_format: 'disk_format', status: 'status', visibility: 'visibility', owner: 'project_id' },
+  sortKeys: { name: 'name', created_at: 'created_at', size: 'size', id: 'id', status: 'status' },
   defaultSort: 'name',
 };
 
 export const imageSchema = {
   type: 'object',
+  additionalProperties: true,
   properties: {
     ...commonMeta,
-    repository: { type: 'string' }, tag: { type: 'string' }, digest: { type: 'string' }, size: { type: 'integer' },
+    owner: { type: 'string', description: 'The project that owns the image (Glance\'s owner).' },
+    status: { type: 'string', enum: [...IMAGE_STATUSES] },
+    status_reason: { type: ['string', 'null'], description: 'Why a killed image was killed.' },
+    visibility: { type: 'string', enum: [...VISIBILITIES] },
+    repository: { type: 'string' }, tag: { type: 'string' }, digest: { type: ['string', 'null'] }, size: { type: ['integer', 'null'] },
+    kind: { type: 'string', enum: ['vm', 'container'] },
+    disk_format: { type: ['string', 'null'] }, container_format: { type: ['string', 'null'] },
+    min_disk: { type: 'integer', description: 'GiB' }, min_ram: { type: 'integer', description: 'MiB' },
     os: { type: 'string' }, architecture: { type: 'string' }, source: { type: 'string' },
     config: { type: 'object', additionalProperties: true }, layers: { type: 'array', items: { type: 'object', additionalProperties: true } },
   },
 } as const;
 
+const memberSchema = {
+  type: 'object',
+  properties: {
+    image_id: { type: 'string' }, member_id: { type: 'string', description: 'The member project\'s id.' }, member_name: { type: ['string', 'null'] },
+    status: { type: 'string', enum: [...MEMBER_STATUSES] }, created_at: { type: 'string' }, updated_at: { type: 'string' },
+  },
+} as const;
+
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
-
-/** `busybox` → busybox:latest; `reg:5000/a/b:1` stays; digests are kept apart. */
-export function normalizeImageName(ref: string): { name: string; repository: string; tag: string } {
-  const at = ref.indexOf('@');
-  const base = at >= 0 ? ref.slice(0, at) : ref;
-  const slash = base.lastIndexOf('/');
-  const colon = base.lastIndexOf(':');
-  const hasTag = colon > slash;
-  const repository = hasTag ? base.slice(0, colon) : base;
-  const tag = hasTag ? base.slice(colon + 1) : 'latest';
-  return { name: `${repository}:${tag}`, repository, tag };
-}
-
-const NAME_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
-
-export function checkImageName(ref: string, field = 'name'): void {
-  if (!NAME_RE.test(ref) || ref.length > 255) {
-    throw new YunError('YUN_VALIDATION_FAILED', `"${ref}" is not a valid image name: lowercase letters, digits, separators (. _ -), path components with /, an optional :TAG`, { extra: { field } });
-  }
-}
-
-/** Image names in a project resolve to their record (by name, id, or digest). */
-export async function resolveImage(ctx: ManagerContext, projectId: string, ref: string): Promise<StoredObject | undefined> {
-  if (/^sha256:[0-9a-f]{64}$/.test(ref)) {
-    return (await ctx.store.list('image', { limit: 1, projects: [projectId], filters: [{ field: 'digest', op: 'eq', value: ref }] })).items[0];
-  }
-  const byId = await ctx.store.get('image', ref);
-  if (byId && byId.project_id === projectId) return byId;
-  const digestAt = ref.indexOf('@sha256:');
-  if (digestAt >= 0) {
-    const digest = ref.slice(digestAt + 1);
-    return (await ctx.store.list('image', { limit: 1, projects: [projectId], filters: [{ field: 'digest', op: 'eq', value: digest }] })).items[0];
-  }
-  return ctx.store.getByName('image', projectId, normalizeImageName(ref).name);
-}
-
-/** Record an image of the store in a project (under its name: a new tag replaces the old). */
-export async function recordImage(ctx: ManagerContext, projectId: string, r: ImageRecord, name: string, source: string): Promise<StoredObject> {
-  const data = imageData(r, name, source);
-  const norm = normalizeImageName(name).name;
-  const existing = await ctx.store.getByName('image', projectId, norm);
-  if (existing) return ctx.store.update({ kind: 'image', id: existing.id, version: existing.version, data });
-  return ctx.store.create({ kind: 'image', project_id: projectId, name: norm, data });
-}
-
-export function imageData(r: ImageRecord, name: string, source: string): Record<string, unknown> {
-  const { repository, tag } = normalizeImageName(name);
-  const c = r.config.config ?? {};
-  const vm = r.kind === 'vm' && r.vm ? r.vm : null;
-  return {
-    repository, tag, digest: r.digest, size: r.size, os: r.config.os, architecture: r.config.architecture, source,
-    image_created: r.config.created ?? null,
-    kind: vm ? 'vm' : 'container',
-    ...(vm
-      ? {
-          // Glance's names beside exact byte counts: min_disk in GiB, min_ram in MiB.
-          disk_format: vm.disk_format, container_format: 'bare', virtual_size: vm.virtual_size,
-          min_disk_bytes: vm.min_disk_bytes, min_ram_bytes: vm.min_ram_bytes,
-          min_disk: Math.ceil(vm.min_disk_bytes / 1024 ** 3), min_ram: Math.ceil(vm.min_ram_bytes / 1024 ** 2),
-          cmdline: vm.cmdline, boot: r.manifest.layers.some((l) => l.mediaType === VM_MT.kernel) ? 'kernel' : 'disk',
-        }
-      : { config: { cmd: c.Cmd ?? [], entrypoint: c.Entrypoint ?? [], env: c.Env ?? [], workdir: c.WorkingDir ?? '', user: c.User ?? '', exposed_ports: Object.keys(c.ExposedPorts ?? {}) } }),
-    layers: r.manifest.layers.map((l) => ({ digest: l.digest, size: l.size, media_type: l.mediaType })),
-  };
-}
+const visibilityProp = { type: 'string', enum: [...VISIBILITIES], description: 'private (default), shared (with the projects added as members), public (every project; a cloud administrator only).' } as const;
+const minDiskProp = { type: 'integer', minimum: 0, maximum: 1024 * 1024, description: 'Smallest root disk a server of it needs, GiB (Glance\'s min_disk).' } as const;
+const minRamProp = { type: 'integer', minimum: 0, maximum: 16 * 1024 * 1024, description: 'Smallest RAM, MiB (Glance\'s min_ram).' } as const;
+const checksumProp = { type: 'string', pattern: '^(sha256:)?[0-9a-f]{64}$', description: 'The disk\'s SHA-256: a disk that does not match is refused (422 YUN_DIGEST_MISMATCH), nothing kept.' } as const;
 
 export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
-  const view = (o: StoredObject) => toApi(o);
+  const view = imageView;
   const tmpDir = join(ctx.images.root, 'tmp');
 
   /** Create or move `name` to point at the record (tags are names: re-importing moves them). */
-  const upsert = (projectId: string, r: ImageRecord, name: string, source: string) => recordImage(ctx, projectId, r, name, source);
+  const upsert = (projectId: string, r: ImageRecord, name: string, source: string, visibility?: Visibility) => recordImage(ctx.store, projectId, r, name, source, visibility ? { visibility } : {});
+
+  /** A visibility asked for at import: publishing takes a cloud administrator. */
+  const askedVisibility = (p: Principal, v: Visibility | undefined, name: string): Visibility | undefined => {
+    if (v) changeVisibility(p.project.id, {}, v, { cloudAdmin: p.cloudAdmin, name });
+    return v;
+  };
 
   // Archives come as raw bytes: stream them to a file, never into memory.
   for (const type of ['application/x-tar', 'application/octet-stream', 'application/gzip', 'application/x-gzip']) {
@@ -117,10 +85,58 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const path = join(tmpDir, `upload-${newId()}`);
     const body = req.body as NodeJS.ReadableStream | undefined;
     if (!body || typeof (body as { pipe?: unknown }).pipe !== 'function') {
-      throw new YunError('YUN_UNSUPPORTED_MEDIA_TYPE', 'Send the archive as the raw body with Content-Type application/x-tar (or application/octet-stream)');
+      throw new YunError('YUN_UNSUPPORTED_MEDIA_TYPE', 'Send the data as the raw body with Content-Type application/x-tar (or application/octet-stream)');
     }
-    await pipeline(body, createWriteStream(path));
+    try {
+      await pipeline(body, createWriteStream(path));
+    } catch (e) {
+      rmSync(path, { force: true });
+      throw e;
+    }
     return path;
+  };
+
+  /** The disk checked against its SHA-256, when one is given. */
+  const checkChecksum = async (disk: string, checksum: string | undefined) => {
+    if (!checksum) return;
+    const want = checksum.replace(/^sha256:/, '');
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(disk), hash);
+    const got = hash.digest('hex');
+    if (got !== want) throw new YunError('YUN_DIGEST_MISMATCH', `The uploaded disk's SHA-256 is ${got}, not the checksum given (${want}): it was not imported`, { extra: { expected: `sha256:${want}`, actual: `sha256:${got}` } });
+  };
+
+  interface DiskMeta { name: string; disk_format: 'qcow2' | 'raw'; min_disk_bytes: number; min_ram_bytes: number; cmdline?: string | null; checksum?: string }
+
+  /** A VM image from an upload: a tar of disk (and kernel, initrd), or the disk itself. Temp files always go. */
+  const importDisk = async (path: string, tarred: boolean, m: DiskMeta): Promise<ImageRecord> => {
+    const dir = `${path}.d`;
+    try {
+      const files = tarred ? await unpackDiskUpload(path, dir) : { disk: path };
+      await checkChecksum(files.disk, m.checksum);
+      return await ctx.images.importVmImage(files, { name: imageNameParts(m.name).name, diskFormat: m.disk_format, minDiskBytes: m.min_disk_bytes, minRamBytes: m.min_ram_bytes, ...(m.cmdline ? { cmdline: m.cmdline } : {}) });
+    } finally {
+      rmSync(path, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  /** The image a request names, as the caller may see it (a cloud administrator sees every image by id). */
+  const find = async (req: FastifyRequest, ref: string) => {
+    const p = principal(req);
+    const img = (await resolveImage(ctx.store, p.project.id, ref)) ?? (p.cloudAdmin ? await ctx.store.get('image', ref) : undefined);
+    if (!img) throw notFound('image', ref);
+    return img;
+  };
+
+  /** Changing an image takes its owner project (with the member role) or a cloud administrator. */
+  const ownImage = async (req: FastifyRequest, ref: string, what: string) => {
+    const p = requireRole(req, 'member', what);
+    const img = await find(req, ref);
+    if (!p.cloudAdmin && img.project_id !== p.project.id) {
+      throw new YunError('YUN_FORBIDDEN', `Image ${img.name} belongs to project ${img.project_id}; only its owner may ${what}`, { hint: 'Tag it into your own project to have a copy you own: `yun image tag IMAGE NAME`.' });
+    }
+    return { p, img };
   };
 
   app.post('/v1/images/import', {
@@ -133,17 +149,19 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         properties: {
           name: { type: 'string', maxLength: 255, description: 'Name (repo:tag) for an image that has none in the archive.' },
           filename: { type: 'string', maxLength: 255, description: 'The archive\'s file name: the repository for OCI layouts whose images are named by a bare tag (as skopeo and umoci write them).' },
+          visibility: visibilityProp,
         },
       },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'import images');
-    const q = req.query as { name?: string; filename?: string };
+    const q = req.query as { name?: string; filename?: string; visibility?: Visibility };
     if (q.name) checkImageName(q.name);
+    const visibility = askedVisibility(p, q.visibility, q.name ?? 'the imported image');
     const path = await receive(req);
     try {
       const { repositoryFromFileName } = await import('../../images/names.js');
-      const repository = q.name ? normalizeImageName(q.name).repository : q.filename ? repositoryFromFileName(q.filename) : undefined;
+      const repository = q.name ? imageNameParts(q.name).repository : q.filename ? repositoryFromFileName(q.filename) : undefined;
       const records = await ctx.images.importArchive(path, undefined, repository ? { repository } : {});
       const out: Record<string, unknown>[] = [];
       for (const r of records) {
@@ -151,7 +169,7 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         if (names.length === 0) {
           throw new YunError('YUN_VALIDATION_FAILED', `The archive's image ${r.digest} has no name`, { hint: 'Give one: `yun image import FILE --name REPO:TAG`.' });
         }
-        for (const n of names) out.push(view(await upsert(p.project.id, r, n, 'import')));
+        for (const n of names) out.push(view(await upsert(p.project.id, r, n, 'import', visibility)));
       }
       req.auditTarget = out.map((o) => o.id).join(',');
       reply.code(201);
@@ -166,41 +184,98 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     bodyLimit: 64 * 1024 ** 3,
     schema: {
       tags: ['images'],
-      summary: 'Make a VM image of a disk (qcow2 or raw), sent as a tar holding `disk`, and for direct kernel boot `kernel` and `initrd`. The disk is checked against its format (a qcow2 must not name a backing file).',
+      summary: 'Make a VM image of a disk (qcow2 or raw) in one step, sent as a tar holding `disk`, and for direct kernel boot `kernel` and `initrd`. The disk is checked against its format (a qcow2 must not name a backing file); a bad upload leaves nothing behind. (Glance\'s two steps are POST /v1/images, then PUT /v1/images/ID/file.)',
       querystring: {
         type: 'object', additionalProperties: false, required: ['name', 'disk_format'],
         properties: {
           name: { type: 'string', maxLength: 255 },
           disk_format: { type: 'string', enum: ['qcow2', 'raw'] },
-          min_disk: { type: 'integer', minimum: 0, maximum: 1024 * 1024, default: 0, description: 'Smallest root disk, GiB (Glance\'s min_disk).' },
-          min_ram: { type: 'integer', minimum: 0, maximum: 16 * 1024 * 1024, default: 0, description: 'Smallest RAM, MiB (Glance\'s min_ram).' },
+          min_disk: { ...minDiskProp, default: 0 },
+          min_ram: { ...minRamProp, default: 0 },
           cmdline: { type: 'string', maxLength: 4096, description: 'Kernel command line for direct kernel boot.' },
-          checksum: { type: 'string', pattern: '^(sha256:)?[0-9a-f]{64}$', description: 'The disk\'s SHA-256: a disk that does not match is refused (422 YUN_DIGEST_MISMATCH), nothing kept.' },
+          checksum: checksumProp,
+          visibility: visibilityProp,
         },
       },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'import images');
-    const q = req.query as { name: string; disk_format: 'qcow2' | 'raw'; min_disk: number; min_ram: number; cmdline?: string; checksum?: string };
+    const q = req.query as { name: string; disk_format: 'qcow2' | 'raw'; min_disk: number; min_ram: number; cmdline?: string; checksum?: string; visibility?: Visibility };
     checkImageName(q.name);
+    const visibility = askedVisibility(p, q.visibility, q.name);
     const path = await receive(req);
-    const dir = `${path}.d`;
+    const r = await importDisk(path, true, { name: q.name, disk_format: q.disk_format, min_disk_bytes: q.min_disk * GiB, min_ram_bytes: q.min_ram * MiB, cmdline: q.cmdline, checksum: q.checksum });
+    const img = await upsert(p.project.id, r, q.name, 'disk', visibility);
+    req.auditTarget = img.id;
+    return created(reply, `/v1/images/${img.id}`, view(img));
+  });
+
+  app.post('/v1/images', {
+    config: { action: 'image.create' },
+    schema: {
+      tags: ['images'],
+      summary: 'Create a queued VM image (Glance\'s first step): a record with its metadata and no data yet. Upload the disk with PUT /v1/images/ID/file; it goes saving → active, or killed with the reason.',
+      querystring: noQuery,
+      body: {
+        type: 'object', additionalProperties: false, required: ['name', 'disk_format'],
+        properties: {
+          name: { type: 'string', maxLength: 255 },
+          disk_format: { type: 'string', enum: ['qcow2', 'raw'] },
+          container_format: { type: 'string', enum: ['bare'], default: 'bare' },
+          min_disk: { ...minDiskProp, default: 0 },
+          min_ram: { ...minRamProp, default: 0 },
+          cmdline: { type: 'string', maxLength: 4096 },
+          visibility: { ...visibilityProp, default: 'private' },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const p = requireRole(req, 'member', 'create images');
+    const b = req.body as { name: string; disk_format: 'qcow2' | 'raw'; container_format: 'bare'; min_disk: number; min_ram: number; cmdline?: string; visibility: Visibility };
+    checkImageName(b.name, 'body/name');
+    const { name, repository, tag } = imageNameParts(b.name);
+    if (await ctx.store.getByName('image', p.project.id, name)) {
+      throw new YunError('YUN_NAME_CONFLICT', `An image named ${name} already exists in this project`, { hint: 'Choose another name, or remove that image first (`yun image rm`).' });
+    }
+    const access = changeVisibility(p.project.id, {}, b.visibility, { cloudAdmin: p.cloudAdmin, name });
+    const img = await ctx.store.create({
+      kind: 'image', project_id: p.project.id, name,
+      data: {
+        repository, tag, digest: null, size: null, source: 'upload', kind: 'vm', status: 'queued', status_reason: null,
+        disk_format: b.disk_format, container_format: b.container_format, min_disk: b.min_disk, min_ram: b.min_ram,
+        min_disk_bytes: b.min_disk * GiB, min_ram_bytes: b.min_ram * MiB, cmdline: b.cmdline ?? null, ...access,
+      },
+    });
+    req.auditTarget = img.id;
+    return created(reply, `/v1/images/${img.id}`, view(img));
+  });
+
+  app.put('/v1/images/:id/file', {
+    config: { action: 'image.upload' },
+    bodyLimit: 64 * 1024 ** 3,
+    schema: {
+      tags: ['images'],
+      summary: 'Upload a queued image\'s data (Glance\'s second step): the disk as the raw body (application/octet-stream), or a tar of disk, kernel and initrd (application/x-tar). The image is saving while it arrives, then active; a bad disk or a checksum mismatch kills it, with the reason in status_reason.',
+      params: idParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { checksum: checksumProp } },
+    },
+  }, async (req) => {
+    const { img } = await ownImage(req, (req.params as { id: string }).id, 'upload its data');
+    req.auditTarget = img.id;
+    checkUploadable(img.name, img.data);
+    const d = img.data;
+    // saving first (a concurrent upload loses on the version), and who saves it: after a crash its manager kills it.
+    const saving = await ctx.store.update({ kind: 'image', id: img.id, version: img.version, data: { ...d, status: 'saving', saving_manager: ctx.membership.localNodeId ?? null } });
     try {
-      const files = await unpackDiskUpload(path, dir);
-      if (q.checksum) {
-        const want = q.checksum.replace(/^sha256:/, '');
-        const hash = createHash('sha256');
-        await pipeline(createReadStream(files.disk), hash);
-        const got = hash.digest('hex');
-        if (got !== want) throw new YunError('YUN_DIGEST_MISMATCH', `The uploaded disk's SHA-256 is ${got}, not the checksum given (${want}): it was not imported`, { extra: { expected: `sha256:${want}`, actual: `sha256:${got}` } });
-      }
-      const r = await ctx.images.importVmImage(files, { name: normalizeImageName(q.name).name, diskFormat: q.disk_format, minDiskBytes: q.min_disk * 1024 ** 3, minRamBytes: q.min_ram * 1024 ** 2, ...(q.cmdline ? { cmdline: q.cmdline } : {}) });
-      const img = await upsert(p.project.id, r, q.name, 'disk');
-      req.auditTarget = img.id;
-      return created(reply, `/v1/images/${img.id}`, view(img));
-    } finally {
-      rmSync(path, { force: true });
-      rmSync(dir, { recursive: true, force: true });
+      const path = await receive(req);
+      const tarred = /^application\/x-tar\b/.test(String(req.headers['content-type'] ?? ''));
+      const r = await importDisk(path, tarred, { name: img.name, disk_format: d.disk_format as 'qcow2' | 'raw', min_disk_bytes: Number(d.min_disk_bytes ?? 0), min_ram_bytes: Number(d.min_ram_bytes ?? 0), cmdline: d.cmdline as string | null, checksum: (req.query as { checksum?: string }).checksum });
+      const done = await recordImage(ctx.store, img.project_id, r, img.name, 'upload', { replace: (await ctx.store.get('image', img.id)) ?? saving });
+      return view(done);
+    } catch (e) {
+      const now = await ctx.store.get('image', img.id);
+      if (now) await ctx.store.update({ kind: 'image', id: now.id, data: { ...now.data, ...killReason(e), saving_manager: null } }).catch(() => undefined);
+      throw e;
     }
   });
 
@@ -212,18 +287,20 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     },
   }, async (req, reply) => {
     const img = await find(req, (req.params as { id: string }).id);
-    const d = img.data as Record<string, unknown>;
-    const digest = String(d.digest);
+    checkActive(img.name, img.data, 'download it');
+    const digest = String(img.data.digest);
     const rec = await ctx.images.image(digest);
+    const file = img.name.replace(/[^A-Za-z0-9._-]/g, '_');
     if (rec.kind === 'vm') {
       const disk = rec.manifest.layers.find((l) => l.mediaType === VM_MT.qcow2 || l.mediaType === VM_MT.raw)!;
+      const fmt = disk.mediaType === VM_MT.qcow2 ? 'qcow2' : 'raw';
       reply.header('content-type', 'application/octet-stream').header('content-length', String(disk.size))
-        .header('x-image-disk-format', disk.mediaType === VM_MT.qcow2 ? 'qcow2' : 'raw').header('x-image-checksum', disk.digest)
-        .header('content-disposition', `attachment; filename="${img.name.replace(/[^A-Za-z0-9._-]/g, '_')}.${disk.mediaType === VM_MT.qcow2 ? 'qcow2' : 'raw'}"`);
+        .header('x-image-disk-format', fmt).header('x-image-checksum', disk.digest)
+        .header('content-disposition', `attachment; filename="${file}.${fmt}"`);
       return reply.send(createReadStream(ctx.images.blobPath(disk.digest)));
     }
     const archive = await ctx.images.exportDockerArchive(digest, img.name);
-    reply.header('content-type', 'application/x-tar').header('content-disposition', `attachment; filename="${img.name.replace(/[^A-Za-z0-9._-]/g, '_')}.tar"`);
+    reply.header('content-type', 'application/x-tar').header('content-disposition', `attachment; filename="${file}.tar"`);
     return reply.send(createReadStream(archive));
   });
 
@@ -241,17 +318,19 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
           env: { type: 'array', items: { type: 'string' } },
           workdir: { type: 'string' },
           user: { type: 'string' },
+          visibility: visibilityProp,
         },
       },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'import images');
-    const q = req.query as { name: string; cmd?: string[]; entrypoint?: string[]; env?: string[]; workdir?: string; user?: string };
+    const q = req.query as { name: string; cmd?: string[]; entrypoint?: string[]; env?: string[]; workdir?: string; user?: string; visibility?: Visibility };
     checkImageName(q.name);
+    const visibility = askedVisibility(p, q.visibility, q.name);
     const path = await receive(req);
     try {
-      const r = await ctx.images.importRootfs(path, { name: normalizeImageName(q.name).name, cmd: q.cmd, entrypoint: q.entrypoint, env: q.env, workdir: q.workdir, user: q.user });
-      const img = await upsert(p.project.id, r, q.name, 'rootfs');
+      const r = await ctx.images.importRootfs(path, { name: imageNameParts(q.name).name, cmd: q.cmd, entrypoint: q.entrypoint, env: q.env, workdir: q.workdir, user: q.user });
+      const img = await upsert(p.project.id, r, q.name, 'rootfs', visibility);
       req.auditTarget = img.id;
       return created(reply, `/v1/images/${img.id}`, view(img));
     } finally {
@@ -272,14 +351,16 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
           insecure: { type: 'boolean', default: false, description: 'Allow plain HTTP and unverified TLS (test registries only).' },
           username: { type: 'string', maxLength: 500 },
           password: { type: 'string', maxLength: 5000 },
+          visibility: visibilityProp,
         },
       },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'pull images');
-    const b = req.body as { ref: string; ca_pem?: string; insecure: boolean; username?: string; password?: string };
+    const b = req.body as { ref: string; ca_pem?: string; insecure: boolean; username?: string; password?: string; visibility?: Visibility };
     const { pullImage, parseReference } = await import('../../images/registry.js');
     const parsed = parseReference(b.ref);
+    const visibility = askedVisibility(p, b.visibility, parsed.name);
     reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'x-request-id': req.id, 'cache-control': 'no-store' });
     const send = (o: unknown) => reply.raw.write(`${JSON.stringify(o)}\n`);
     try {
@@ -287,7 +368,7 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         caPem: b.ca_pem, insecure: b.insecure, username: b.username, password: b.password,
         progress: (e) => send({ progress: e }),
       });
-      const img = await upsert(p.project.id, r, parsed.name, 'pull');
+      const img = await upsert(p.project.id, r, parsed.name, 'pull', visibility);
       req.auditTarget = img.id;
       send({ image: view(img) });
     } catch (e) {
@@ -300,37 +381,164 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   });
 
   app.get('/v1/images', {
-    schema: { tags: ['images'], summary: 'List images.', querystring: listQuerySchema(spec, { projectScoped: true }), response: { 200: listResponseSchema(imageSchema) } },
+    schema: {
+      tags: ['images'],
+      summary: 'List the images this project may see: its own, public ones, and those shared with it that it accepted (member_status= lists those it has not). Filter by visibility, status, owner.',
+      querystring: (() => {
+        const s = listQuerySchema(spec, { projectScoped: true }) as { properties: Record<string, unknown> };
+        s.properties.member_status = { type: 'string', enum: [...MEMBER_STATUSES, 'all'], description: 'Only images shared with this project whose membership is in this status.' };
+        return s;
+      })(),
+      response: { 200: listResponseSchema(imageSchema) },
+    },
   }, async (req) => {
-    const q = req.query as ListQueryInput;
-    return listBody(req, await ctx.store.list('image', buildListQuery(q, spec, listProjects(req, q))), view);
+    const q = req.query as ListQueryInput & { member_status?: MemberStatus | 'all' };
+    const projects = listProjects(req, q);
+    const query = buildListQuery(q, spec, projects);
+    const me = principal(req).project.id;
+    // A project's own list is what it may see, whoever owns it; a cloud administrator asking for
+    // a project (or all) gets what they own.
+    if (projects?.length === 1 && projects[0] === me) {
+      query.projects = undefined;
+      const mine: Filter = q.member_status
+        ? { field: 'member_index', op: 'overlaps', value: (q.member_status === 'all' ? MEMBER_STATUSES : [q.member_status]).map((s) => `${me}:${s}`) }
+        : visibleTo(me);
+      query.filters = [...(query.filters ?? []), mine];
+    }
+    return listBody(req, await ctx.store.list('image', query), view);
   });
-
-  const find = async (req: FastifyRequest, ref: string) => {
-    const p = principal(req);
-    const img = (await resolveImage(ctx, p.project.id, ref)) ?? (await findInProjects(ctx.store, 'image', ref, [p.project.id]));
-    if (!img) throw notFound('image', ref);
-    return img;
-  };
 
   app.get('/v1/images/:id', {
     schema: { tags: ['images'], summary: 'Show an image (by id, name or digest).', params: idParams, querystring: noQuery, response: { 200: imageSchema } },
   }, async (req) => view(await find(req, (req.params as { id: string }).id)));
 
+  app.patch('/v1/images/:id', {
+    config: { action: 'image.update' },
+    schema: {
+      tags: ['images'], summary: 'Change an image\'s visibility, min_disk or min_ram (its owner, or a cloud administrator; public takes a cloud administrator).',
+      params: idParams, querystring: noQuery,
+      body: {
+        type: 'object', additionalProperties: false, minProperties: 1,
+        properties: {
+          visibility: visibilityProp,
+          min_disk: minDiskProp,
+          min_ram: minRamProp,
+          version: { type: 'integer', minimum: 1 },
+        },
+      },
+    },
+  }, async (req) => {
+    const { p, img } = await ownImage(req, (req.params as { id: string }).id, 'change it');
+    req.auditTarget = img.id;
+    const b = req.body as { visibility?: Visibility; min_disk?: number; min_ram?: number; version?: number };
+    const d = img.data;
+    if ((b.min_disk !== undefined || b.min_ram !== undefined) && d.kind !== 'vm') {
+      throw new YunError('YUN_VALIDATION_FAILED', `Image ${img.name} is a container image; min_disk and min_ram are for VM images`, { extra: { field: b.min_disk !== undefined ? 'body/min_disk' : 'body/min_ram' } });
+    }
+    const access = b.visibility ? changeVisibility(img.project_id, d, b.visibility, { cloudAdmin: p.cloudAdmin, name: img.name }) : withAccess(img.project_id, accessOf(d).visibility, accessOf(d).members);
+    const data = {
+      ...d, ...access,
+      ...(b.min_disk !== undefined ? { min_disk: b.min_disk, min_disk_bytes: b.min_disk * GiB } : {}),
+      ...(b.min_ram !== undefined ? { min_ram: b.min_ram, min_ram_bytes: b.min_ram * MiB } : {}),
+    };
+    return view(await ctx.store.update({ kind: 'image', id: img.id, version: writeVersion(req, b, false) ?? img.version, data }));
+  });
+
+  // ---- members (Glance's image sharing) ------------------------------------------------------------
+
+  const memberView = async (img: StoredObject, m: { project_id: string; status: MemberStatus; created_at: string; updated_at: string }) => ({
+    image_id: img.id, member_id: m.project_id, member_name: (await ctx.store.get('project', m.project_id))?.name ?? null,
+    status: m.status, created_at: m.created_at, updated_at: m.updated_at,
+  });
+  const memberParams = { type: 'object', additionalProperties: false, required: ['id', 'member'], properties: { id: { type: 'string', maxLength: 255 }, member: { type: 'string', maxLength: 255 } } } as const;
+
+  /** A project named by id or name (a member must be a project that exists). */
+  const findMemberProject = async (ref: string) => {
+    const proj = await ctx.identity.findProject(ref);
+    if (!proj) throw new YunError('YUN_NOT_FOUND', `There is no project "${ref}"`, { hint: 'Name the project by its id or name (`yun project ls` as a cloud administrator).' });
+    return proj;
+  };
+
+  app.get('/v1/images/:id/members', {
+    schema: { tags: ['images'], summary: 'The projects an image is shared with (its owner sees all; a member sees itself).', params: idParams, querystring: noQuery, response: { 200: { type: 'object', properties: { items: { type: 'array', items: memberSchema } } } } },
+  }, async (req) => {
+    const p = principal(req);
+    const img = await find(req, (req.params as { id: string }).id);
+    const all = accessOf(img.data).members;
+    const mine = p.cloudAdmin || img.project_id === p.project.id ? all : all.filter((m) => m.project_id === p.project.id);
+    return { items: await Promise.all(mine.map((m) => memberView(img, m))) };
+  });
+
+  app.post('/v1/images/:id/members', {
+    config: { action: 'image.member_add' },
+    schema: {
+      tags: ['images'], summary: 'Share a shared image with a project (its owner): the member is pending until that project accepts; it may use the image by id at once.',
+      params: idParams, querystring: noQuery,
+      body: { type: 'object', additionalProperties: false, required: ['member'], properties: { member: { type: 'string', minLength: 1, maxLength: 255, description: 'The project, by id or name.' } } },
+      response: { 201: memberSchema },
+    },
+  }, async (req, reply) => {
+    const { img } = await ownImage(req, (req.params as { id: string }).id, 'share it');
+    req.auditTarget = img.id;
+    const proj = await findMemberProject((req.body as { member: string }).member);
+    const now = ctx.clock.iso();
+    const access = addMember(img.project_id, img.data, proj.id, now, img.name);
+    await ctx.store.update({ kind: 'image', id: img.id, version: img.version, data: { ...img.data, ...access } });
+    reply.code(201).header('location', `/v1/images/${img.id}/members/${proj.id}`);
+    return memberView(img, access.members.find((m) => m.project_id === proj.id)!);
+  });
+
+  app.put('/v1/images/:id/members/:member', {
+    config: { action: 'image.member_update' },
+    schema: {
+      tags: ['images'], summary: 'A member project accepts or rejects an image shared with it (only the member may).',
+      params: memberParams, querystring: noQuery,
+      body: { type: 'object', additionalProperties: false, required: ['status'], properties: { status: { type: 'string', enum: [...MEMBER_STATUSES] } } },
+      response: { 200: memberSchema },
+    },
+  }, async (req) => {
+    const p = requireRole(req, 'member', 'accept or reject shared images');
+    const { id, member } = req.params as { id: string; member: string };
+    const img = await find(req, id);
+    req.auditTarget = img.id;
+    const proj = await findMemberProject(member);
+    if (proj.id !== p.project.id) {
+      throw new YunError('YUN_FORBIDDEN', `Only project ${proj.name} itself may accept or reject image ${img.name} shared with it`, { hint: img.project_id === p.project.id ? 'As the owner, add or remove members (`yun image member add|rm`).' : 'Log in to that project.' });
+    }
+    const access = setMemberStatus(img.project_id, img.data, proj.id, (req.body as { status: MemberStatus }).status, ctx.clock.iso(), img.name);
+    await ctx.store.update({ kind: 'image', id: img.id, version: img.version, data: { ...img.data, ...access } });
+    return memberView(img, access.members.find((m) => m.project_id === proj.id)!);
+  });
+
+  app.delete('/v1/images/:id/members/:member', {
+    config: { action: 'image.member_remove' },
+    schema: { tags: ['images'], summary: 'Stop sharing an image with a project (its owner). Servers already made from it keep running.', params: memberParams, querystring: noQuery },
+  }, async (req, reply) => {
+    const { id, member } = req.params as { id: string; member: string };
+    const { img } = await ownImage(req, id, 'stop sharing it');
+    req.auditTarget = img.id;
+    const proj = await findMemberProject(member);
+    const access = removeMember(img.project_id, img.data, proj.id, img.name);
+    await ctx.store.update({ kind: 'image', id: img.id, version: img.version, data: { ...img.data, ...access } });
+    reply.code(204);
+  });
+
   app.post('/v1/images/:id/tags', {
     config: { action: 'image.tag' },
     schema: {
-      tags: ['images'], summary: 'Give an image another name (repo:tag); an existing name moves to this image.', params: idParams, querystring: noQuery,
+      tags: ['images'], summary: 'Give an image another name (repo:tag) in your project; an existing name moves to this image. Tagging an image shared with you, or a public one, gives your project its own name for it.', params: idParams, querystring: noQuery,
       body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', maxLength: 255 } } },
     },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'tag images');
     const img = await find(req, (req.params as { id: string }).id);
+    checkActive(img.name, img.data, 'tag it');
     const { name } = req.body as { name: string };
     checkImageName(name);
-    const norm = normalizeImageName(name);
-    const data = { ...img.data, repository: norm.repository, tag: norm.tag };
+    const norm = imageNameParts(name);
     const existing = await ctx.store.getByName('image', p.project.id, norm.name);
+    const a = existing ? accessOf(existing.data) : { visibility: 'private' as const, members: [] };
+    const data = { ...img.data, repository: norm.repository, tag: norm.tag, ...withAccess(p.project.id, a.visibility, a.members) };
     const out = existing
       ? await ctx.store.update({ kind: 'image', id: existing.id, version: existing.version, data })
       : await ctx.store.create({ kind: 'image', project_id: p.project.id, name: norm.name, data });
@@ -340,33 +548,35 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
 
   app.delete('/v1/images/:id', {
     config: { action: 'image.delete' },
-    schema: { tags: ['images'], summary: 'Remove an image name; the content goes with the last name. Refused while a service uses it.', params: idParams, querystring: noQuery },
+    schema: { tags: ['images'], summary: 'Remove an image name (its owner); the content goes with the last name. Refused while a service or server uses it.', params: idParams, querystring: noQuery },
   }, async (req, reply) => {
-    requireRole(req, 'member', 'remove images');
-    const img = await find(req, (req.params as { id: string }).id);
+    const { p, img } = await ownImage(req, (req.params as { id: string }).id, 'remove it');
     req.auditTarget = img.id;
-    const digest = img.data.digest as string;
-    const sameDigest = (await ctx.store.list('image', { limit: 1000, filters: [{ field: 'digest', op: 'eq', value: digest }] })).items;
-    const services = (await ctx.store.list('service', { limit: 100000, projects: [img.project_id] })).items;
+    const digest = img.data.digest as string | null;
+    if (!digest) {
+      // queued or killed before it had content: only the record goes.
+      await ctx.store.delete({ kind: 'image', id: img.id });
+      return reply.code(204).send();
+    }
+    const sameDigest = await listAll(ctx.store, 'image', { filters: [{ field: 'digest', op: 'eq', value: digest }] });
+    const last = sameDigest.length <= 1;
+    const name = (o: StoredObject) => (p.cloudAdmin || o.project_id === img.project_id ? `"${o.name}"` : `a ${o.kind} of another project`);
+    // Services of the owner that name it, and services anywhere pinned to the content it alone names.
+    const services = await listAll(ctx.store, 'service', {});
     const users = services.filter((s) => {
       const t = (s.data as ServiceData).spec.task;
-      return (t.image && normalizeImageName(t.image).name === img.name) || (sameDigest.length === 1 && t.image_digest === digest);
+      return (s.project_id === img.project_id && t.image && imageNameParts(t.image).name === img.name) || (last && t.image_digest === digest);
     });
     if (users.length) {
-      throw new YunError('YUN_IN_USE', `Image ${img.name} is used by service${users.length > 1 ? 's' : ''} ${users.map((s) => `"${s.name}"`).join(', ')}`, { hint: 'Remove those services, or update them to another image, first.' });
+      throw new YunError('YUN_IN_USE', `Image ${img.name} is used by ${users.length} service${users.length > 1 ? 's' : ''}: ${users.map(name).join(', ')}`, { hint: 'Remove those services, or update them to another image, first.' });
     }
     // A VM's disk is an overlay on its image's disk: the content must stay while a server uses it.
-    const servers = sameDigest.length <= 1 ? await listAll(ctx.store, 'server', { filters: [{ field: 'image.digest', op: 'eq', value: digest }] }) : [];
+    const servers = last ? await listAll(ctx.store, 'server', { filters: [{ field: 'image.digest', op: 'eq', value: digest }] }) : [];
     if (servers.length) {
-      const p = principal(req);
-      const names = servers.map((s) => (p.cloudAdmin || s.project_id === img.project_id ? `"${s.name}"` : 'a server of another project'));
-      throw new YunError('YUN_IN_USE', `Image ${img.name} is the root disk of server${servers.length > 1 ? 's' : ''} ${names.join(', ')}`, { hint: 'Delete those servers, or rebuild them from another image, first.' });
+      throw new YunError('YUN_IN_USE', `Image ${img.name} is the root disk of ${servers.length} server${servers.length > 1 ? 's' : ''}: ${servers.map(name).join(', ')}`, { hint: 'Delete those servers, or rebuild them from another image, first.' });
     }
     await ctx.store.delete({ kind: 'image', id: img.id });
-    if (sameDigest.length <= 1) {
-      const keep = (await ctx.store.list('image', { limit: 100000 })).items.map((i) => i.data.digest as string);
-      await ctx.images.remove(digest, keep);
-    }
+    if (last) await dropUnnamedContent(ctx.store, ctx.images, digest);
     reply.code(204);
   });
 
@@ -386,12 +596,10 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   }, async (req, reply) => {
     const { digest } = req.params as { digest: string };
     if (!ctx.images.hasBlob(digest)) throw new YunError('YUN_NOT_FOUND', `The manager has no blob ${digest}`, { hint: 'Import or pull the image on the manager again.' });
-    const { createReadStream, statSync } = await import('node:fs');
     const path = ctx.images.blobPath(digest);
     reply.header('content-type', 'application/octet-stream').header('content-length', String(statSync(path).size)).header('docker-content-digest', digest);
     return reply.send(createReadStream(path));
   });
-  void GLOBAL;
 }
 
 /** The files of a VM image upload: a tar of regular files named disk, kernel, initrd (nothing else). */

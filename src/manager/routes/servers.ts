@@ -14,7 +14,9 @@ import { checkQuota } from '../quotas.js';
 import { commitChecked, quotaGuard } from '../commit.js';
 import type { Op } from '../../store/store.js';
 import { findFlavor } from './flavors.js';
-import { checkImageName, normalizeImageName, recordImage, resolveImage } from './images.js';
+import { checkImageName, dropUnnamedContent, imageNameParts, imageView, recordImage, resolveImage } from '../../images/catalog.js';
+import { withAccess } from '../../images/access.js';
+import { killReason } from '../../images/status.js';
 import { findKeypair } from './keypairs.js';
 import { formatSize } from '../../util/size.js';
 import { pipeTty } from '../tty.js';
@@ -164,8 +166,8 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   };
 
   const resolveServerImage = async (projectId: string, ref: string, field: string) => {
-    const img = await resolveImage(ctx, projectId, ref);
-    if (!img) throw new YunError('YUN_VALIDATION_FAILED', `Image "${ref}" does not exist in this project`, { extra: { field }, hint: 'Import one (`yun image import`, `npm run image:tinyvm` for a tiny VM image) or list them with `yun image ls`.' });
+    const img = await resolveImage(ctx.store, projectId, ref, 'boot a server from it');
+    if (!img) throw new YunError('YUN_VALIDATION_FAILED', `Image "${ref}" does not exist in this project (nor is it shared with it or public)`, { extra: { field }, hint: 'Import one (`yun image import`, `npm run image:tinyvm` for a tiny VM image) or list them with `yun image ls`.' });
     return imageSnapshot(img);
   };
 
@@ -412,12 +414,12 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     config: { action: 'server.image_create' },
     schema: {
       tags: ['servers'],
-      summary: 'Make an image of the server\'s root disk (Nova\'s createImage): a VM\'s disk flattened to one qcow2 (its kernel, initrd and command line kept), a container\'s root file system; the server is quiesced for the copy (a VM paused, a container frozen). Answers 201 with the image once it is in the store.',
+      summary: 'Make an image of the server\'s root disk (Nova\'s createImage): a VM\'s disk flattened to one qcow2 (its kernel, initrd and command line kept), a container\'s root file system; the server is quiesced for the copy (a VM paused, a container frozen). Answers 202 with the image, saving; it becomes active once it is in the store, or killed with the reason.',
       params: idParams, querystring: noQuery,
       body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 255, description: 'The new image\'s name (REPO[:TAG]).' } } },
     },
   }, async (req, reply) => {
-    const p = requireRole(req, 'member', 'make images of servers');
+    requireRole(req, 'member', 'make images of servers');
     const s = await find(req, (req.params as { id: string }).id);
     req.auditTarget = s.id;
     const d = s.data as ServerData;
@@ -427,16 +429,48 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     if (!d.node_id || d.task_state !== null || !['active', 'stopped', 'paused'].includes(d.vm_state) || d.desired.deleting) {
       throw new YunError('YUN_INVALID_STATE', `Cannot make an image of server "${s.name}": it is ${status}${d.task_state ? ` (task_state ${d.task_state})` : ''}; an image is made of an ACTIVE, SHUTOFF or PAUSED server with no action in progress`, { extra: { status } });
     }
-    const r = await ctx.dispatcher.call(d.node_id, 'export_image', { server_id: s.id, name: normalizeImageName(name).name, min_disk_bytes: d.image.min_disk_bytes, min_ram_bytes: d.image.min_ram_bytes }, 30 * 60_000);
-    const digest = String(r.digest);
-    const rec = await ctx.images.image(digest).catch(() => undefined);
-    if (!rec) {
-      throw new YunError('YUN_UNAVAILABLE', `The image of server "${s.name}" was made on its node (${digest}), but that node keeps its own image store, which this manager cannot read yet`, { hint: 'Images of servers are made on the manager\'s own node for now; see docs/volumes.md (Not yet).' });
+    const { name: norm, repository, tag } = imageNameParts(name);
+    if (await ctx.store.getByName('image', s.project_id, norm)) {
+      throw new YunError('YUN_NAME_CONFLICT', `An image named ${norm} already exists in this project`, { extra: { field: 'body/name' }, hint: 'Choose another name (a tag such as NAME:2), or remove that image first.' });
     }
-    const img = await recordImage(ctx, p.project.id, rec, name, `server:${s.id}`);
-    reply.code(201).header('location', `/v1/images/${img.id}`);
-    return { id: img.id, name: img.name, digest, kind: rec.kind, size: rec.size, source: `server:${s.id}` };
+    const source = `server:${s.id}`;
+    const vm = d.image.kind === 'vm';
+    // The image exists at once, saving (Nova's createImage); it is active when the node's copy is in the store.
+    const img = await ctx.store.create({
+      kind: 'image', project_id: s.project_id, name: norm,
+      data: {
+        repository, tag, digest: null, size: null, source, kind: d.image.kind, status: 'saving', status_reason: null, saving_manager: ctx.membership.localNodeId ?? null,
+        disk_format: vm ? 'qcow2' : null, container_format: vm ? 'bare' : 'docker', min_disk_bytes: d.image.min_disk_bytes, min_ram_bytes: d.image.min_ram_bytes,
+        ...withAccess(s.project_id, 'private', []),
+      },
+    });
+    void saveServerImage(s.id, s.name, d.node_id, img.id, norm, source, d.image);
+    reply.code(202).header('location', `/v1/images/${img.id}`);
+    return imageView(img);
   });
+
+  /** The node's copy of a server's root disk into the image store, then the image active — or killed, with the reason. */
+  const saveServerImage = async (serverId: string, serverName: string, nodeId: string, imageId: string, name: string, source: string, from: ImageSnapshot) => {
+    try {
+      const r = await ctx.dispatcher.call(nodeId, 'export_image', { server_id: serverId, name, min_disk_bytes: from.min_disk_bytes, min_ram_bytes: from.min_ram_bytes }, 30 * 60_000);
+      const digest = String(r.digest);
+      const rec = await ctx.images.image(digest).catch(() => undefined);
+      if (!rec) {
+        throw new YunError('YUN_UNAVAILABLE', `The image of server "${serverName}" was made on its node (${digest}), but that node keeps its own image store, which this manager cannot read yet`, { hint: 'Images of servers are made on the manager\'s own node for now; see docs/volumes.md (Not yet).' });
+      }
+      const now = await ctx.store.get('image', imageId);
+      if (!now) {
+        // Deleted while it was saving: the content goes too, unless another image names it.
+        await dropUnnamedContent(ctx.store, ctx.images, digest).catch(() => undefined);
+        return;
+      }
+      await recordImage(ctx.store, now.project_id, rec, name, source, { replace: now });
+    } catch (e) {
+      ctx.log.warn({ err: e, server_id: serverId, image_id: imageId }, 'image of server failed');
+      const now = await ctx.store.get('image', imageId).catch(() => undefined);
+      if (now) await ctx.store.update({ kind: 'image', id: imageId, data: { ...now.data, ...killReason(e), saving_manager: null } }).catch(() => undefined);
+    }
+  };
 
   app.get('/v1/servers/:id/console-log', {
     schema: {

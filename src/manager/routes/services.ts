@@ -13,13 +13,14 @@ import { checkQuota, type Quotas } from '../quotas.js';
 import { claimKeys, commitChecked, quotaGuard } from '../commit.js';
 import { newId } from '../../util/ids.js';
 import type { Op } from '../../store/store.js';
-import { resolveImage } from './images.js';
+import { resolveImage } from '../../images/catalog.js';
 import type { LogLine } from '../../dispatcher/protocol.js';
 import type { NetworkData } from '../../network/network.js';
 
 /** The label `yun run` puts on the service of a one-off task (such tasks join only attachable networks). */
 export const ONEOFF_LABEL = 'yunstack.oneoff';
 import { freeVip, parseCidr } from '../../network/ipam.js';
+import { listAll } from '../../store/paging.js';
 
 const spec: ListSpec = {
   filters: { name: 'name', mode: 'spec.mode', id: 'id' },
@@ -87,8 +88,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   const checkPorts = async (s: ServiceSpec, projectId: string, selfId?: string) => {
     const want = s.endpoint.ports.filter((p) => p.published && p.mode === 'ingress');
     if (want.length === 0) return;
-    const all = await ctx.store.list('service', { limit: 100000 });
-    for (const other of all.items) {
+    for (const other of await listAll(ctx.store, 'service')) {
       if (other.id === selfId) continue;
       for (const op of (other.data as ServiceData).spec.endpoint.ports) {
         for (const p of want) {
@@ -142,7 +142,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   /** Resolve the image name to the digest tasks will run (pinned until the next update). */
   const pinImage = async (s: ServiceSpec, projectId: string) => {
     if (!s.task.image) { delete s.task.image_digest; return; }
-    const img = await resolveImage(ctx, projectId, s.task.image);
+    const img = await resolveImage(ctx.store, projectId, s.task.image, 'run tasks from it');
     if (!img) {
       throw new YunError('YUN_VALIDATION_FAILED', `Image "${s.task.image}" does not exist in this project`, {
         hint: 'Import it (`yun image import FILE`, `yun image import-rootfs DIR --name N`) or pull it (`yun image pull REF`); `yun image ls` lists what there is.',
@@ -323,7 +323,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     schema: { tags: ['services'], summary: 'The logs of a service\'s tasks, as NDJSON lines {task_name, t, stream, line}.', params: idParams, querystring: logsQuery },
   }, async (req, reply) => {
     const svc = await find(req, (req.params as { id: string }).id);
-    const tasks = (await ctx.store.list('task', { limit: 100000, filters: [{ field: 'service_id', op: 'eq', value: svc.id }] })).items;
+    const tasks = await listAll(ctx.store, 'task', { filters: [{ field: 'service_id', op: 'eq', value: svc.id }] });
     await streamLogs(req, reply, tasks);
     return reply;
   });

@@ -13,7 +13,7 @@ import {
 } from '../http.js';
 import { checkQuota } from '../quotas.js';
 import { commitChecked, quotaGuard } from '../commit.js';
-import { resolveImage } from './images.js';
+import { resolveImage } from '../../images/catalog.js';
 import { imageSnapshot } from './servers.js';
 import { newId } from '../../util/ids.js';
 
@@ -140,7 +140,7 @@ export function volumeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
         if (n?.id !== nodeId) throw invalid(`Snapshot "${s.name}" is on node ${nodeId}, and a volume from it is made on the same node`, 'body/node', 'Leave --node out.');
       }
     } else if (b.image) {
-      const img = await resolveImage(ctx, p.project.id, b.image);
+      const img = await resolveImage(ctx.store, p.project.id, b.image, 'make a volume from it');
       if (!img) throw invalid(`Image "${b.image}" does not exist in this project`, 'body/image', 'List images with `yun image ls`.');
       const snap = imageSnapshot(img);
       const need = Math.max(1, Math.ceil(snap.min_disk_bytes / GiB));
