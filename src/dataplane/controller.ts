@@ -55,7 +55,7 @@ export class DataplaneController {
     const rev = await this.store.revision();
     await this.loadNodes();
     await this.loadNetworks();
-    for (const s of (await this.store.list('service', { limit: 100000 })).items) this.dirty.add(s.id);
+    for (const s of (await listAll(this.store, 'service'))) this.dirty.add(s.id);
     for (const s of (await listAll(this.store, 'server'))) this.dirty.add(s.id);
     await this.flush();
     this.unwatch = await this.store.watch(rev, (cs) => this.onChanges(cs));
@@ -87,12 +87,12 @@ export class DataplaneController {
   }
 
   private async loadNodes(): Promise<void> {
-    const nodes = (await this.store.list('node', { limit: 100000 })).items;
+    const nodes = (await listAll(this.store, 'node'));
     this.nodes = nodes.map((n) => ({ id: n.id, address: String(n.data.address), ready: n.data.status === 'ready', vip_octet: Number(n.data.vip_octet ?? 100), dataplane_port: typeof n.data.dataplane_port === 'number' ? n.data.dataplane_port : null }));
   }
 
   private async loadNetworks(): Promise<void> {
-    const nets = (await this.store.list('network', { limit: 100000 })).items;
+    const nets = (await listAll(this.store, 'network'));
     const names = new Map<string, string>();
     this.networks = [];
     for (const n of nets) {

@@ -299,7 +299,7 @@ export class Dispatcher {
 
   private async checkHeartbeats(): Promise<void> {
     const now = this.clock.now();
-    const nodes = (await this.store.list('node', { limit: 100000, filters: [{ field: 'status', op: 'eq', value: 'ready' }] })).items;
+    const nodes = (await listAll(this.store, 'node', { filters: [{ field: 'status', op: 'eq', value: 'ready' }] }));
     for (const n of nodes) {
       if (n.id === this.membership.localNodeId && this.sessions.has(n.id)) continue;
       const hb = this.membership.lastHeartbeat(n.id);

@@ -3,6 +3,7 @@ import { YunError } from '../errors/errors.js';
 import { GLOBAL, type Store, type StoredObject } from '../store/store.js';
 import { newSecret } from '../util/ids.js';
 import type { Clock } from '../util/clock.js';
+import { listAll } from '../store/paging.js';
 
 export type NodeRole = 'manager' | 'worker';
 export type Availability = 'active' | 'pause' | 'drain';
@@ -111,7 +112,7 @@ export class Membership {
 
   /** The lowest second octet (100…254) no node uses yet for its loopback VIPs. */
   async freeVipOctet(): Promise<number> {
-    const used = new Set((await this.store.list('node', { limit: 100000 })).items.map((n) => Number(n.data.vip_octet)));
+    const used = new Set((await listAll(this.store, 'node')).map((n) => Number(n.data.vip_octet)));
     for (let o = 100; o <= 254; o++) if (!used.has(o)) return o;
     return 100 + Math.floor(Math.random() * 155);
   }

@@ -25,11 +25,11 @@ export class Orchestrator {
   async start(): Promise<void> {
     const rev = await this.store.revision();
     // Reconcile everything once at start: the manager may have been down while things changed.
-    const services = await this.store.list('service', { limit: 100000 });
-    for (const s of services.items) this.dirty.add(s.id);
-    const orphans = await this.store.list('task', { limit: 100000, filters: [] });
-    const known = new Set(services.items.map((s) => s.id));
-    for (const t of orphans.items) if (!known.has((t.data as TaskData).service_id)) this.dirty.add((t.data as TaskData).service_id);
+    const services = await listAll(this.store, 'service');
+    for (const s of services) this.dirty.add(s.id);
+    const orphans = await listAll(this.store, 'task');
+    const known = new Set(services.map((s) => s.id));
+    for (const t of orphans) if (!known.has((t.data as TaskData).service_id)) this.dirty.add((t.data as TaskData).service_id);
     this.unwatch = await this.store.watch(rev, (changes) => this.onChanges(changes));
     this.kick();
   }
@@ -54,8 +54,8 @@ export class Orchestrator {
   }
 
   private markAll(): void {
-    void this.store.list('service', { limit: 100000 }).then((r) => {
-      for (const s of r.items) this.dirty.add(s.id);
+    void listAll(this.store, 'service').then((services) => {
+      for (const s of services) this.dirty.add(s.id);
       this.kick();
     });
   }
@@ -109,8 +109,7 @@ export class Orchestrator {
   }
 
   private async nodes(): Promise<RNode[]> {
-    const r = await this.store.list('node', { limit: 100000 });
-    return r.items.map((n) => ({
+    return (await listAll(this.store, 'node')).map((n) => ({
       id: n.id, name: n.name, status: n.data.status as RNode['status'], availability: n.data.availability as RNode['availability'],
       role: n.data.role as string, labels: (n.data.labels as Record<string, string>) ?? {},
     }));
@@ -171,6 +170,7 @@ export class Orchestrator {
 }
 
 import { newId } from '../util/ids.js';
+import { listAll } from '../store/paging.js';
 const newTaskId = newId;
 
 export function newTask(svc: StoredObject, sd: ServiceData, slot: number | null, nodeId: string | null, iso: string): TaskData {

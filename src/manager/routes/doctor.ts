@@ -4,6 +4,7 @@ import { GLOBAL, type StoredObject } from '../../store/store.js';
 import type { CheckResult } from '../../doctor/checks.js';
 import type { ManagerContext } from '../context.js';
 import { requireCloudAdmin } from '../http.js';
+import { listAll } from '../../store/paging.js';
 
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
@@ -20,7 +21,7 @@ export function doctorRoutes(app: FastifyInstance, ctx: ManagerContext): void {
   };
 
   const hostsOf = async () => {
-    const nodes = (await ctx.store.list('node', { limit: 100000 })).items;
+    const nodes = (await listAll(ctx.store, 'node'));
     const hosts = new Set<string>(nodes.map((n) => String(n.data.address)));
     hosts.add(new URL(ctx.config.advertiseUrl).hostname);
     return { nodes, hosts: [...hosts] };

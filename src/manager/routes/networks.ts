@@ -50,7 +50,7 @@ const createBody = {
 
 /** Services (of any project) attached to a network. */
 export async function servicesOnNetwork(ctx: ManagerContext, networkId: string): Promise<StoredObject[]> {
-  return (await ctx.store.list('service', { limit: 100000 })).items.filter((s) => (s.data as ServiceData).spec.networks.includes(networkId));
+  return (await listAll(ctx.store, 'service')).filter((s) => (s.data as ServiceData).spec.networks.includes(networkId));
 }
 
 /** Bumped by every network create: subnets and VNIs are chosen against all networks at once. */
