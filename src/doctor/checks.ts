@@ -28,6 +28,16 @@ async function has(cmd: string, args: string[] = ['--version']): Promise<string 
   }
 }
 
+/** Whether a tool runs at all (some print their version and exit non-zero, some need an argument). */
+async function onPath(cmd: string, args: string[]): Promise<boolean> {
+  try {
+    await run(cmd, args, { timeout: 5000 });
+    return true;
+  } catch (e) {
+    return (e as { code?: unknown }).code !== 'ENOENT';
+  }
+}
+
 function kernelModule(name: string): boolean {
   if (existsSync(`/sys/module/${name}`)) return true;
   const dir = `/lib/modules/${release()}`;
@@ -75,6 +85,21 @@ export async function localChecks(opts: { dataDir: string; clusterHosts: string[
   out.push(runc
     ? { name: 'runc', status: 'pass', detail: runc }
     : { name: 'runc', status: 'fail', detail: 'runc not found on PATH: the oci driver (containers from images) is unavailable', fix: 'Install the Debian package runc (apt-get install runc).', breaks: ['oci'] });
+
+  // Volumes: files made and grown with e2fsprogs and qemu-img, mounted into containers with util-linux.
+  const tools: [string, string, string[]][] = [
+    ['mke2fs', 'e2fsprogs', ['-V']], ['resize2fs', 'e2fsprogs', []], ['e2fsck', 'e2fsprogs', ['-V']], ['qemu-img', 'qemu-utils', ['--version']],
+    ['losetup', 'util-linux', ['--version']], ['nsenter', 'util-linux', ['--version']], ['fsfreeze', 'util-linux', ['--version']], ['mount', 'mount', ['--version']],
+  ];
+  const missing = (await Promise.all(tools.map(async ([cmd, pkg, args]) => ((await onPath(cmd, args)) ? undefined : { cmd, pkg })))).filter((x): x is { cmd: string; pkg: string } => Boolean(x));
+  const loop = existsSync('/dev/loop-control') || kernelModule('loop');
+  out.push(missing.length === 0 && loop
+    ? { name: 'volumes', status: 'pass', detail: `volume tools present (${tools.map((t) => t[0]).join(', ')}); loop devices available` }
+    : {
+        name: 'volumes', status: 'warn',
+        detail: [missing.length ? `missing ${missing.map((m) => m.cmd).join(', ')}: volumes cannot be made, grown or attached on this node` : '', loop ? '' : 'no loop devices: volumes cannot be attached to containers'].filter(Boolean).join('; '),
+        fix: [missing.length ? `Install the Debian packages ${[...new Set(missing.map((m) => m.pkg))].join(', ')} (apt-get install …).` : '', loop ? '' : 'Load the loop module (modprobe loop).'].filter(Boolean).join(' '),
+      });
 
   const vxlan = kernelModule('vxlan');
   out.push(vxlan
