@@ -177,7 +177,9 @@ export class MemoryStore implements Store {
   async batch(ops: Op[]): Promise<StoredObject[]> {
     this.open();
     if (ops.length === 0) return [];
-    let rev = this.rev;
+    // One revision for the whole batch (as SqliteStore and an etcd transaction): every object it writes carries it.
+    const rev = this.rev + 1;
+    let wrote = false;
     const now = this.clock.iso();
     const undo: (() => void)[] = [];
     const written: Row[] = [];
@@ -198,7 +200,7 @@ export class MemoryStore implements Store {
           if (op.op === 'release' && holder !== undefined) { this.claimed.delete(op.key); undo.push(() => this.claimed.set(op.key, holder)); }
           continue;
         }
-        rev += 1;
+        wrote = true;
         if (op.op === 'create') {
           const r = this.row({
             kind: op.kind, id: op.id ?? newId(), name: op.name, project_id: op.project_id,
@@ -248,7 +250,7 @@ export class MemoryStore implements Store {
       for (const u of undo.reverse()) u();
       throw e;
     }
-    this.rev = rev;
+    if (wrote) this.rev = rev;
     const changes: Change[] = written.map((r, i) => ({ revision: r.obj.revision, type: types[i]!, kind: r.obj.kind, id: r.obj.id, project_id: r.obj.project_id, object: this.copy(r), at: now }));
     for (const c of changes) this.changes.push({ revision: c.revision, text: JSON.stringify(c) });
     this.writesSinceCompact += changes.length;
@@ -282,8 +284,11 @@ export class MemoryStore implements Store {
   /** Drop change-feed entries beyond the retention window (as SqliteStore.compact). */
   compact(): void {
     this.writesSinceCompact = 0;
-    const keepFrom = this.rev - CHANGE_RETENTION;
-    if (keepFrom <= 0) return;
+    // Keep the newest CHANGE_RETENTION changes, and the rest of the oldest batch among them.
+    const nth = this.changes.length - CHANGE_RETENTION;
+    if (nth <= 0) return;
+    const keepFrom = this.changes[nth]!.revision - 1;
+    if (keepFrom <= this.compacted) return;
     this.changes.splice(0, this.firstAfter(keepFrom));
     this.compacted = keepFrom;
   }
@@ -306,7 +311,9 @@ export class MemoryStore implements Store {
       throw new YunError('YUN_WATCH_EXPIRED', `Revision ${revision} has been compacted away; the oldest revision kept is ${this.compacted + 1}`);
     }
     const from = this.firstAfter(revision);
-    const to = limit < 0 ? this.changes.length : from + limit;
+    let to = limit < 0 ? this.changes.length : Math.min(from + limit, this.changes.length);
+    // A batch is never cut in two: the rest of the last revision comes too.
+    while (to > from && to < this.changes.length && this.changes[to]!.revision === this.changes[to - 1]!.revision) to += 1;
     return this.changes.slice(from, to).map((c) => JSON.parse(c.text) as Change);
   }
 

@@ -114,4 +114,25 @@ export const migrations: { version: number; name: string; sql: string }[] = [
         WHERE kind = 'image';
     `,
   },
+  {
+    version: 5,
+    name: 'one revision per batch: changes keyed by their own sequence, several to a revision',
+    sql: `
+      ALTER TABLE changes RENAME TO changes_v4;
+      CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        object TEXT NOT NULL,
+        at TEXT NOT NULL
+      );
+      INSERT INTO changes (seq, revision, type, kind, id, project_id, object, at)
+        SELECT revision, revision, type, kind, id, project_id, object, at FROM changes_v4 ORDER BY revision;
+      DROP TABLE changes_v4;
+      CREATE INDEX changes_revision ON changes (revision, seq);
+    `,
+  },
 ];

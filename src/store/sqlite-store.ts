@@ -225,7 +225,9 @@ export class SqliteStore implements Store {
   }
 
   private applyOps = (ops: Op[]): { objects: StoredObject[]; changes: Change[] } => {
-    let rev = this.revisionSync();
+    // One revision for the whole batch (as an etcd transaction has): every object it writes carries it.
+    const rev = this.revisionSync() + 1;
+    let wrote = false;
     const now = this.clock.iso();
     const objects: StoredObject[] = [];
     const changes: Change[] = [];
@@ -234,7 +236,7 @@ export class SqliteStore implements Store {
         this.applyClaim(op);
         continue;
       }
-      rev += 1;
+      wrote = true;
       if (op.op === 'create') {
         // The object handed back (and to watchers) is what get will read: the data as JSON keeps it,
         // and not the caller's object.
@@ -286,7 +288,7 @@ export class SqliteStore implements Store {
     }
     const ins = this.stmt(`INSERT INTO changes (revision, type, kind, id, project_id, object, at) VALUES (?, ?, ?, ?, ?, ?, ?)`);
     for (const c of changes) ins.run(c.revision, c.type, c.kind, c.id, c.project_id, JSON.stringify(c.object), c.at);
-    this.stmt(`UPDATE meta SET value = ? WHERE key = 'revision'`).run(String(rev));
+    if (wrote) this.stmt(`UPDATE meta SET value = ? WHERE key = 'revision'`).run(String(rev));
     return { objects, changes };
   };
 
@@ -336,8 +338,10 @@ export class SqliteStore implements Store {
   /** Drop change-feed entries beyond the retention window. */
   compact(): void {
     this.writesSinceCompact = 0;
-    const rev = this.revisionSync();
-    const keepFrom = rev - CHANGE_RETENTION;
+    // Keep the newest CHANGE_RETENTION changes, and the rest of the oldest batch among them.
+    const nth = this.stmt(`SELECT revision FROM changes ORDER BY seq DESC LIMIT 1 OFFSET ?`).get(CHANGE_RETENTION - 1) as { revision: number } | undefined;
+    if (!nth) return;
+    const keepFrom = nth.revision - 1;
     if (keepFrom <= 0) return;
     this.db.transaction(() => {
       this.stmt(`DELETE FROM changes WHERE revision <= ?`).run(keepFrom);
@@ -350,8 +354,14 @@ export class SqliteStore implements Store {
     if (revision < compacted) {
       throw new YunError('YUN_WATCH_EXPIRED', `Revision ${revision} has been compacted away; the oldest revision kept is ${compacted + 1}`);
     }
-    const rows = this.stmt(`SELECT * FROM changes WHERE revision > ? ORDER BY revision LIMIT ?`).all(revision, limit) as (Omit<Change, 'object'> & { object: string })[];
-    return rows.map((r) => ({ ...r, object: JSON.parse(r.object) as StoredObject }));
+    type ChangeRow = Omit<Change, 'object'> & { object: string; seq: number };
+    const rows = this.stmt(`SELECT * FROM changes WHERE revision > ? ORDER BY seq LIMIT ?`).all(revision, limit) as ChangeRow[];
+    // A batch is never cut in two: the rest of the last revision comes too.
+    const last = rows[rows.length - 1];
+    if (last && limit >= 0 && rows.length === limit) {
+      rows.push(...(this.stmt(`SELECT * FROM changes WHERE revision = ? AND seq > ? ORDER BY seq`).all(last.revision, last.seq) as ChangeRow[]));
+    }
+    return rows.map(({ seq: _seq, ...r }) => ({ ...r, object: JSON.parse(r.object) as StoredObject }));
   }
 
   async watch(revision: number, fn: (changes: Change[]) => void): Promise<() => void> {
