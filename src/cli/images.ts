@@ -3,12 +3,12 @@ import { createReadStream, statSync } from 'node:fs';
 import type { ApiClient } from './client.js';
 import { CliError, usage } from './cli-error.js';
 import { progressMeter } from './upload-progress.js';
+import { VISIBILITIES } from '../images/access.js';
 
-export const VISIBILITIES = ['private', 'shared', 'public'];
 
 export function parseVisibility(v: unknown): string | undefined {
   if (v === undefined) return undefined;
-  if (!VISIBILITIES.includes(String(v))) throw usage(`--visibility must be one of ${VISIBILITIES.join(', ')}, not "${String(v)}"`);
+  if (!(VISIBILITIES as readonly string[]).includes(String(v))) throw usage(`--visibility must be one of ${VISIBILITIES.join(', ')}, not "${String(v)}"`);
   return String(v);
 }
 

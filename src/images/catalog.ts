@@ -7,7 +7,7 @@ import { YunError } from '../errors/errors.js';
 import type { Store, StoredObject } from '../store/store.js';
 import { listAll } from '../store/paging.js';
 import { accessOf, withAccess, type Visibility } from './access.js';
-import { checkActive, statusOf } from './status.js';
+import { checkActive, killReason, statusOf } from './status.js';
 import type { ImageRecord } from './oci.js';
 import { VM_MT } from './vm-image.js';
 import { normalizeImageName, parseImageName } from './names.js';
@@ -129,6 +129,25 @@ export function imageView(o: StoredObject): Record<string, unknown> {
 export async function dropUnnamedContent(store: Store, images: { remove(digest: string, keep: string[]): Promise<unknown> }, digest: string): Promise<void> {
   const keep = (await listAll(store, 'image', {})).map((i) => i.data.digest as string | null).filter((d): d is string => Boolean(d));
   if (!keep.includes(digest)) await images.remove(digest, keep);
+}
+
+/**
+ * A saving image gets its content: active. When the record was deleted meanwhile, the content goes
+ * too (unless another image names it) and the answer is undefined.
+ */
+export async function completeImage(store: Store, images: { remove(digest: string, keep: string[]): Promise<unknown> }, imageId: string, r: ImageRecord, source: string): Promise<StoredObject | undefined> {
+  const now = await store.get('image', imageId);
+  if (!now) {
+    await dropUnnamedContent(store, images, r.digest);
+    return undefined;
+  }
+  return recordImage(store, now.project_id, r, now.name, source, { replace: now });
+}
+
+/** A saving image whose upload or snapshot failed: killed, with the error's reason (if it still exists). */
+export async function killImage(store: Store, imageId: string, e: unknown): Promise<void> {
+  const now = await store.get('image', imageId);
+  if (now) await store.update({ kind: 'image', id: imageId, data: { ...now.data, ...killReason(e), saving_manager: null } });
 }
 
 /**

@@ -151,8 +151,14 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const dispatcher = new Dispatcher(store, membership, clock, log.child({ component: 'dispatcher' }), opts.dispatcher ?? DEFAULT_DISPATCHER, VERSION);
     const orchestrator = new Orchestrator(store, clock, log.child({ component: 'orchestrator' }));
     const scheduler = new SchedulerRunner(store, clock, log.child({ component: 'scheduler' }));
+    const nodeId = loadOrCreateNodeId(realDir);
+    membership.localNodeId = nodeId;
     const images = new ImageStore(join(realDir, 'images'));
-    await images.cleanTemp(0).catch(() => 0); // leftovers of a crash during an import or upload (nothing else runs yet)
+    // Before the API listens (nothing of this run can be saving yet): leftovers of a crash during an
+    // import or upload go, and the images this manager was saving when it stopped are killed, with the reason.
+    await images.cleanTemp(0).catch(() => 0);
+    const killed = await killInterruptedImages(store, nodeId);
+    if (killed) log.warn({ images: killed }, 'images left saving by the last run were killed');
     const ctx: ManagerContext = {
       store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler, images,
       caKeyPem: () => pki.ca.keyPem,
@@ -182,11 +188,6 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     await ensureDefaultFlavors(store);
     await membership.joinToken('worker');
     await membership.joinToken('manager');
-    const nodeId = loadOrCreateNodeId(realDir);
-    membership.localNodeId = nodeId;
-    // Images this manager was saving when it stopped never get their data now: killed, with the reason.
-    const killed = await killInterruptedImages(store, nodeId);
-    if (killed) log.warn({ images: killed }, 'images left saving by the last run were killed');
     const drivers = opts.drivers ?? allDrivers();
     const description = () => describeNode(advertise, drivers, opts.resources, join(realDir, 'agent'));
     await membership.register(nodeId, { ...(await description()), role: 'manager' });

@@ -2,10 +2,11 @@ import { defineCommand } from '../command.js';
 import { listOptions, parseListOptions } from '../list-options.js';
 import { age } from '../output.js';
 import { usage } from '../cli-error.js';
+import { MEMBER_STATUSES } from '../../images/access.js';
 import { formatSize } from '../../util/size.js';
 
 const FILTERS = ['name', 'repository', 'tag', 'digest', 'kind', 'status', 'visibility', 'owner', 'disk_format'];
-const MEMBER = ['pending', 'accepted', 'rejected', 'all'];
+const MEMBER = [...MEMBER_STATUSES, 'all'];
 
 export default defineCommand({
   path: ['image', 'ls'],
@@ -15,7 +16,7 @@ export default defineCommand({
   parse: (_a, o) => {
     const l = parseListOptions(o, FILTERS);
     if (o.memberStatus !== undefined) {
-      if (!MEMBER.includes(String(o.memberStatus))) throw usage(`--member-status must be one of ${MEMBER.join(', ')}, not "${String(o.memberStatus)}"`);
+      if (!(MEMBER as string[]).includes(String(o.memberStatus))) throw usage(`--member-status must be one of ${MEMBER.join(', ')}, not "${String(o.memberStatus)}"`);
       l.query.member_status = String(o.memberStatus);
     }
     return { ...l, digests: Boolean(o.digests) };

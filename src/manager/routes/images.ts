@@ -17,9 +17,9 @@ import {
 import type { Principal } from '../../identity/identity.js';
 import { nodeFromCertificate } from './agent.js';
 import { VM_MT } from '../../images/vm-image.js';
-import { checkImageName, dropUnnamedContent, imageNameParts, imageView, recordImage, resolveImage, visibleTo } from '../../images/catalog.js';
+import { checkImageName, completeImage, dropUnnamedContent, imageNameParts, imageView, killImage, recordImage, resolveImage, visibleTo } from '../../images/catalog.js';
 import { MEMBER_STATUSES, VISIBILITIES, accessOf, addMember, changeVisibility, removeMember, setMemberStatus, withAccess, type MemberStatus, type Visibility } from '../../images/access.js';
-import { IMAGE_STATUSES, checkActive, checkUploadable, killReason } from '../../images/status.js';
+import { IMAGE_STATUSES, checkActive, checkUploadable } from '../../images/status.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -265,16 +265,16 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     checkUploadable(img.name, img.data);
     const d = img.data;
     // saving first (a concurrent upload loses on the version), and who saves it: after a crash its manager kills it.
-    const saving = await ctx.store.update({ kind: 'image', id: img.id, version: img.version, data: { ...d, status: 'saving', saving_manager: ctx.membership.localNodeId ?? null } });
+    await ctx.store.update({ kind: 'image', id: img.id, version: img.version, data: { ...d, status: 'saving', saving_manager: ctx.membership.localNodeId ?? null } });
     try {
       const path = await receive(req);
       const tarred = /^application\/x-tar\b/.test(String(req.headers['content-type'] ?? ''));
       const r = await importDisk(path, tarred, { name: img.name, disk_format: d.disk_format as 'qcow2' | 'raw', min_disk_bytes: Number(d.min_disk_bytes ?? 0), min_ram_bytes: Number(d.min_ram_bytes ?? 0), cmdline: d.cmdline as string | null, checksum: (req.query as { checksum?: string }).checksum });
-      const done = await recordImage(ctx.store, img.project_id, r, img.name, 'upload', { replace: (await ctx.store.get('image', img.id)) ?? saving });
+      const done = await completeImage(ctx.store, ctx.images, img.id, r, 'upload');
+      if (!done) throw notFound('image', img.id);
       return view(done);
     } catch (e) {
-      const now = await ctx.store.get('image', img.id);
-      if (now) await ctx.store.update({ kind: 'image', id: now.id, data: { ...now.data, ...killReason(e), saving_manager: null } }).catch(() => undefined);
+      await killImage(ctx.store, img.id, e).catch(() => undefined);
       throw e;
     }
   });
@@ -562,11 +562,12 @@ export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     const last = sameDigest.length <= 1;
     const name = (o: StoredObject) => (p.cloudAdmin || o.project_id === img.project_id ? `"${o.name}"` : `a ${o.kind} of another project`);
     // Services of the owner that name it, and services anywhere pinned to the content it alone names.
-    const services = await listAll(ctx.store, 'service', {});
-    const users = services.filter((s) => {
+    const named = (await listAll(ctx.store, 'service', { projects: [img.project_id] })).filter((s) => {
       const t = (s.data as ServiceData).spec.task;
-      return (s.project_id === img.project_id && t.image && imageNameParts(t.image).name === img.name) || (last && t.image_digest === digest);
+      return t.image && imageNameParts(t.image).name === img.name;
     });
+    const pinned = last ? await listAll(ctx.store, 'service', { filters: [{ field: 'spec.task.image_digest', op: 'eq', value: digest }] }) : [];
+    const users = [...new Map([...named, ...pinned].map((s) => [s.id, s])).values()];
     if (users.length) {
       throw new YunError('YUN_IN_USE', `Image ${img.name} is used by ${users.length} service${users.length > 1 ? 's' : ''}: ${users.map(name).join(', ')}`, { hint: 'Remove those services, or update them to another image, first.' });
     }

@@ -14,9 +14,8 @@ import { checkQuota } from '../quotas.js';
 import { commitChecked, quotaGuard } from '../commit.js';
 import type { Op } from '../../store/store.js';
 import { findFlavor } from './flavors.js';
-import { checkImageName, dropUnnamedContent, imageNameParts, imageView, recordImage, resolveImage } from '../../images/catalog.js';
+import { checkImageName, completeImage, imageNameParts, imageView, killImage, resolveImage } from '../../images/catalog.js';
 import { withAccess } from '../../images/access.js';
-import { killReason } from '../../images/status.js';
 import { findKeypair } from './keypairs.js';
 import { formatSize } from '../../util/size.js';
 import { pipeTty } from '../tty.js';
@@ -458,17 +457,10 @@ export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       if (!rec) {
         throw new YunError('YUN_UNAVAILABLE', `The image of server "${serverName}" was made on its node (${digest}), but that node keeps its own image store, which this manager cannot read yet`, { hint: 'Images of servers are made on the manager\'s own node for now; see docs/volumes.md (Not yet).' });
       }
-      const now = await ctx.store.get('image', imageId);
-      if (!now) {
-        // Deleted while it was saving: the content goes too, unless another image names it.
-        await dropUnnamedContent(ctx.store, ctx.images, digest).catch(() => undefined);
-        return;
-      }
-      await recordImage(ctx.store, now.project_id, rec, name, source, { replace: now });
+      await completeImage(ctx.store, ctx.images, imageId, rec, source);
     } catch (e) {
       ctx.log.warn({ err: e, server_id: serverId, image_id: imageId }, 'image of server failed');
-      const now = await ctx.store.get('image', imageId).catch(() => undefined);
-      if (now) await ctx.store.update({ kind: 'image', id: imageId, data: { ...now.data, ...killReason(e), saving_manager: null } }).catch(() => undefined);
+      await killImage(ctx.store, imageId, e).catch(() => undefined);
     }
   };
 
