@@ -295,6 +295,15 @@ describe('yun CLI end to end', () => {
     const bad = await yun(['node', 'ls'], { env: { ...env, YUN_PASSWORD: 'definitely-wrong', YUN_CONFIG_DIR: tempDir('yun-cli-bad-') } });
     assert.equal(bad.code, 3, `exit ${bad.code}: ${bad.stderr}`);
     assert.match(bad.stderr, /YUN_BAD_CREDENTIALS/);
+    // The same config directory holds a token the right password obtained: a wrong password
+    // must not ride on it, for a command or for `yun login`.
+    ok(await yun(['node', 'ls'], { env }), 'node ls with the right password');
+    const cachedBad = await yun(['node', 'ls'], { env: { ...env, YUN_PASSWORD: 'definitely-wrong' } });
+    assert.equal(cachedBad.code, 3, `a wrong password reused the cached token: exit ${cachedBad.code}: ${cachedBad.stdout}${cachedBad.stderr}`);
+    assert.match(cachedBad.stderr, /YUN_BAD_CREDENTIALS/);
+    const loginBad = await yun(['login', '--password-stdin'], { env: { ...env, YUN_PASSWORD: '' }, input: 'definitely-wrong\n' });
+    assert.equal(loginBad.code, 3, `yun login with a wrong password: exit ${loginBad.code}: ${loginBad.stdout}${loginBad.stderr}`);
+    ok(await yun(['node', 'ls'], { env }), 'the right password still works after the failures');
 
     const port = await freePortThatNobodyListensOn();
     const down = await yun(['node', 'ls'], { env: { ...env, YUN_URL: `https://127.0.0.1:${port}`, YUN_CONFIG_DIR: tempDir('yun-cli-down-') } });
