@@ -41,15 +41,22 @@ export async function probe(check: HealthCheck, ports: PortMapping[], host: stri
   });
 }
 
+/** How often a task that has not yet passed its check is probed (Docker's `start-interval`). */
+export const START_PROBE_MS = 1000;
+
 /**
  * Runs a task's health check every interval: `starting` until the first success, `unhealthy`
  * after `retries` consecutive failures (failures during the start period do not count).
+ * Until the first success it probes every START_PROBE_MS (at most the interval), so a new task
+ * takes traffic about a second after it answers rather than one whole interval later; those
+ * quicker probes count a failure only once per interval, so a slow starter is not judged sooner.
  */
 export class HealthMonitor {
   private timer?: NodeJS.Timeout;
   private failures = 0;
   private state: Health = 'starting';
   private stopped = false;
+  private nextCountedAt = 0;
 
   constructor(
     private check: HealthCheck,
@@ -71,17 +78,30 @@ export class HealthMonitor {
       if (r.ok) {
         this.failures = 0;
         if (this.state !== 'healthy') { this.state = 'healthy'; this.onChange('healthy', r.detail); }
-      } else if (Date.now() - this.startedAt >= this.check.start_period_ms || this.state === 'healthy') {
+      } else if ((Date.now() - this.startedAt >= this.check.start_period_ms || this.state === 'healthy') && this.counts()) {
         this.failures++;
         if (this.failures >= this.check.retries && this.state !== 'unhealthy') {
           this.state = 'unhealthy';
           this.onChange('unhealthy', `health check failed ${this.failures} time${this.failures === 1 ? '' : 's'} in a row: ${r.detail}`);
         }
       }
-      if (!this.stopped && this.state !== 'unhealthy') this.timer = setTimeout(tick, this.check.interval_ms);
+      if (!this.stopped && this.state !== 'unhealthy') this.timer = setTimeout(tick, this.delay());
     };
-    // As in Docker, the first probe runs one interval after the start.
-    this.timer = setTimeout(tick, this.check.interval_ms);
+    this.nextCountedAt = this.startedAt + this.check.interval_ms;
+    this.timer = setTimeout(tick, this.delay());
+  }
+
+  private delay(): number {
+    return this.state === 'starting' ? Math.min(START_PROBE_MS, this.check.interval_ms) : this.check.interval_ms;
+  }
+
+  /** Whether a failure counts now: always once healthy; while starting, once per interval. */
+  private counts(): boolean {
+    if (this.state !== 'starting') return true;
+    const now = Date.now();
+    if (now < this.nextCountedAt) return false;
+    this.nextCountedAt = now + this.check.interval_ms;
+    return true;
   }
 
   stop(): void {

@@ -32,6 +32,7 @@ export const claimKeys = {
   serviceVip: (index: number) => `service-vip/${index}`,
   serviceVipPrefix: 'service-vip/',
   ingressPort: (protocol: string, port: number) => `ingress-port/${protocol}/${port}`,
+  ingressPortPrefix: 'ingress-port/',
   /** A service's VIP on an overlay network (`ip` '' for the network's prefix). */
   networkVip: (networkId: string, ip: string) => `network-vip/${networkId}/${ip}`,
 };

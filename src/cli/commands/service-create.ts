@@ -51,7 +51,15 @@ export default defineCommand({
     const api = ctx.client();
     const svc = (await api.request('POST', '/v1/services', { body: i.body })).body;
     if (i.json) ctx.out.json(svc);
-    else ctx.out.line(String(i.quiet ? svc.id : svc.id));
+    else ctx.out.line(String(svc.id));
+    if (!i.json && !i.quiet) {
+      // Where it answers: swarm mode picks a port of 30000-32767 when none was asked for.
+      const host = new URL(ctx.settings.url ?? 'https://127.0.0.1').hostname;
+      const ports = (svc.spec as { endpoint: { ports: { published?: number; target: number; protocol: string; mode: string }[] } }).endpoint.ports;
+      for (const p of ports.filter((q) => q.published)) {
+        process.stderr.write(`Published ${p.protocol} port ${p.published} -> ${p.target} on ${p.mode === 'ingress' ? 'every node' : 'the nodes its tasks run on'}${p.protocol === 'tcp' && p.mode === 'ingress' ? ` (e.g. http://${host}:${p.published}/)` : ''}\n`);
+      }
+    }
     if (i.detach) return 0;
     return followConvergence(api, ctx.out, String(svc.id));
   },

@@ -3,6 +3,7 @@ import { YunError, notFound } from '../../errors/errors.js';
 import type { StoredObject } from '../../store/store.js';
 import { normalizeSpec, quotaUsage, serviceSpecProps, createServiceSchema, taskSpecChanged, type ServiceData, type ServiceSpec, type ServiceSpecInput } from '../../services/spec.js';
 import { validateSpec } from '../../services/validate.js';
+import { assignPublishedPorts, PUBLISHED_RANGE } from '../../services/published-ports.js';
 import { taskName, type TaskData } from '../../services/task.js';
 import type { ManagerContext } from '../context.js';
 import {
@@ -101,6 +102,16 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
     }
   };
 
+  /** Ingress ports without a published port get one of the range (kept across updates), as swarm mode does. */
+  const publishPorts = async (s: ServiceSpec, selfId?: string, previous?: ServiceSpec): Promise<ServiceSpec> => {
+    if (!s.endpoint.ports.some((p) => p.mode === 'ingress' && !p.published)) return s;
+    const prefix = claimKeys.ingressPortPrefix;
+    const taken = new Set([...(await ctx.store.claims(prefix)).entries()].filter(([, owner]) => owner !== selfId).map(([k]) => k.slice(prefix.length)));
+    const ports = assignPublishedPorts(s.endpoint.ports, taken, previous?.endpoint.ports);
+    if (!ports) throw new YunError('YUN_UNAVAILABLE', `No free port is left in ${PUBLISHED_RANGE.first}-${PUBLISHED_RANGE.last} to publish this service's ports on`, { hint: 'Publish on a port of your choice (--publish PUBLISHED:TARGET), or remove services that publish ports.' });
+    return { ...s, endpoint: { ...s.endpoint, ports } };
+  };
+
   /** Network names become ids (a renamed or re-created network is never joined by mistake). */
   const checkNetworks = async (s: ServiceSpec, projectId: string) => {
     const ids: string[] = [];
@@ -177,7 +188,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
       await checkPorts(s, p.project.id);
       const usage = quotaUsage(s, await nodeCount());
       await checkQuota(ctx.store, p.project, { services: 1, tasks: usage.tasks, cpu: usage.cpu, memory: usage.memory });
-      const data: ServiceData = { spec: s, spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
+      const data: ServiceData = { spec: await publishPorts(s), spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
       return [
         { op: 'guard', key: quotaGuard(p.project.id), version: g },
         { op: 'create', kind: 'service', id, project_id: p.project.id, name: body.name, data },
@@ -251,6 +262,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
           update_status: changedTasks ? { state: 'updating', started_at: now, message: 'update in progress' } : d.update_status,
         };
       }
+      next.spec = await publishPorts(next.spec, svc.id, d.spec);
       next.network_vips = await networkVips(next.spec, d.network_vips, svc.id);
       if (JSON.stringify(next.spec) !== JSON.stringify(d.spec)) next.spec_changed_at = now;
       const usage = quotaUsage(next.spec, await nodeCount());
