@@ -1,8 +1,8 @@
+import { labelsSchema, nameSchema } from '../util/schemas.js';
 /**
  * The service spec (swarm mode): what the API accepts, stores and hands to the orchestrator.
  * Durations are integer milliseconds (`*_ms`), sizes integer bytes, CPUs a number of cores.
  */
-import { labelsSchema, nameSchema } from '../manager/http.js';
 
 export type RestartCondition = 'none' | 'on-failure' | 'any';
 export type FailureAction = 'pause' | 'continue' | 'rollback';

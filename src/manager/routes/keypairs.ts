@@ -1,12 +1,10 @@
+import { nameSchema } from '../../util/schemas.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
 import type { StoredObject } from '../../store/store.js';
 import { parsePublicKey } from '../../servers/keypair.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
-  nameSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 
 const spec: ListSpec = { filters: { name: 'name', fingerprint: 'fingerprint' }, sortKeys: { name: 'name', created_at: 'created_at', id: 'id' }, defaultSort: 'name' };
 const keypairSchema = { type: 'object', properties: { ...commonMeta, public_key: { type: 'string' }, fingerprint: { type: 'string' }, type: { type: 'string' } } } as const;

@@ -1,3 +1,4 @@
+import { labelsSchema, nameSchema } from '../../util/schemas.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { listAll } from '../../store/paging.js';
 import { commitChecked } from '../commit.js';
@@ -5,10 +6,7 @@ import { YunError, notFound } from '../../errors/errors.js';
 import type { StoredObject } from '../../store/store.js';
 import type { ServiceData } from '../../services/spec.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, created, findInProjects, idParams, labelsSchema, listBody, listProjects, listQuerySchema, listResponseSchema,
-  nameSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 import type { NetworkData } from '../../network/network.js';
 import { formatCidr, freeSubnet, gateway, nodeSliceCount, parseCidr, slicePrefix, subnetProblem, overlaps, type Cidr } from '../../network/ipam.js';
 

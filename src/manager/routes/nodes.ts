@@ -1,11 +1,9 @@
+import { labelsSchema } from '../../util/schemas.js';
 import type { FastifyInstance } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
 import { GLOBAL, type StoredObject } from '../../store/store.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, idParams, labelsSchema, listBody, listQuerySchema, listResponseSchema,
-  requireCloudAdmin, toApi, writeVersion, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, idParams, listBody, listQuerySchema, listResponseSchema, requireCloudAdmin, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 import type { NodeData } from '../membership.js';
 
 const spec: ListSpec = {

@@ -1,13 +1,11 @@
+import { nameSchema } from '../../util/schemas.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
 import { ADMIN_PROJECT, type Principal } from '../../identity/identity.js';
 import { ROLES, ROLE_DESCRIPTIONS, allows, impliedRoles, isRole } from '../../identity/roles.js';
 import { GLOBAL, type StoredObject } from '../../store/store.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, created, idParams, listBody, listQuerySchema, listResponseSchema, nameSchema, principal,
-  requireCloudAdmin, toApi, writeVersion, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, created, idParams, listBody, listQuerySchema, listResponseSchema, principal, requireCloudAdmin, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 import { DEFAULT_QUOTAS, QUOTA_KEYS, QUOTA_UNITS, projectQuotas, projectUsage, type QuotaKey } from '../quotas.js';
 
 const spec: ListSpec = {

@@ -1,3 +1,4 @@
+import { nameSchema } from '../../util/schemas.js';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
@@ -6,10 +7,7 @@ import { flavorSnapshot, type FlavorData, type FlavorSnapshot } from '../../serv
 import type { ImageSnapshot, ServerData, ServerNetwork } from '../../servers/server.js';
 import { ACTIONS, allowedActions, applyAction, checkAction, serverStatus, STATUSES, type ServerAction } from '../../servers/states.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
-  nameSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 import { checkQuota } from '../quotas.js';
 import { commitChecked, quotaGuard } from '../commit.js';
 import type { Op } from '../../store/store.js';

@@ -1,12 +1,10 @@
+import { nameSchema } from '../../util/schemas.js';
 import type { FastifyInstance } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
 import { PASSWORD_KEY } from '../../identity/identity.js';
 import { GLOBAL, type StoredObject } from '../../store/store.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, created, idParams, listBody, listQuerySchema, listResponseSchema, nameSchema, principal,
-  requireCloudAdmin, toApi, writeVersion, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, created, idParams, listBody, listQuerySchema, listResponseSchema, principal, requireCloudAdmin, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 
 const spec: ListSpec = {
   filters: { name: 'name', enabled: 'enabled' },

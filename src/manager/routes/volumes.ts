@@ -1,3 +1,4 @@
+import { nameSchema } from '../../util/schemas.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { YunError, notFound } from '../../errors/errors.js';
 import type { Op, StoredObject } from '../../store/store.js';
@@ -7,10 +8,7 @@ import { allowedVolumeActions, checkVolumeAction } from '../../volumes/states.js
 import { defaultMountPath, GiB, VOLUME_STATUSES, VOLUME_TYPES, volumeSerial, type SnapshotData, type VolumeData, type VolumeSource } from '../../volumes/volume.js';
 import { snapshotsOf } from '../../volumes/queries.js';
 import type { ManagerContext } from '../context.js';
-import {
-  buildListQuery, commonMeta, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema,
-  nameSchema, principal, requireRole, toApi, type ListQueryInput, type ListSpec,
-} from '../http.js';
+import { buildListQuery, commonMeta, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireRole, toApi, type ListQueryInput, type ListSpec } from '../http.js';
 import { checkQuota } from '../quotas.js';
 import { commitChecked, quotaGuard } from '../commit.js';
 import { resolveImage } from '../../images/catalog.js';
