@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import * as tar from 'tar';
 import { request } from 'undici';
-import { startTestDockerd, type TestEngine } from '../src/drivers/docker/test-support.js';
+import { startTestDockerd, type TestEngine } from '../src/drivers/docker/testing/support.js';
 import { ROOT, pct, row, startCloudProcess, type CloudProcess } from './lib/cloud-process.js';
 
 const STARTS = Number(process.env.YUN_BENCH_STARTS ?? 50);

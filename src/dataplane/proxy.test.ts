@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { L4Proxy, type Backend, type Dialer, directDial } from './proxy.js';
-import { blackHole, closedPort, echoRoundTrip, hashOf, openTagged, probeTag, pseudoRandom, serve, sleep, tagServer, writeAll, type TestServer } from './proxy-testkit.js';
+import { blackHole, closedPort, echoRoundTrip, hashOf, openTagged, probeTag, pseudoRandom, serve, sleep, tagServer, writeAll, type TestServer } from './testing/proxy.js';
 
 const VIP = '127.0.0.10';
 const cleanups: (() => Promise<unknown> | unknown)[] = [];

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createCA, issueCertificate, type KeyPairPem } from '../pki/ca.js';
 import { DialError, L4Proxy, type Backend } from './proxy.js';
 import { TunnelServer, tunnelDialer, type TunnelDialerOptions } from './tunnel.js';
-import { blackHole, closedPort, echoRoundTrip, hashOf, probeTag, pseudoRandom, serve, sleep, tagServer, writeAll, type TestServer } from './proxy-testkit.js';
+import { blackHole, closedPort, echoRoundTrip, hashOf, probeTag, pseudoRandom, serve, sleep, tagServer, writeAll, type TestServer } from './testing/proxy.js';
 
 const NODE_B = '127.0.0.3'; // the node with the backends and the tunnel server
 const cleanups: (() => Promise<unknown> | unknown)[] = [];

@@ -1,6 +1,6 @@
 /**
  * The one driver contract (DESIGN.md, convention 5). Every driver (process, oci, docker, …) lives
- * in its own folder and passes the same conformance suite (src/drivers/conformance.ts).
+ * in its own folder and passes the same conformance suite (src/drivers/testing/conformance.ts).
  *
  * A driver is stateless between calls: everything it needs to find a running task again after the
  * agent restarts is in the `TaskHandle` it returned from `start`, which the agent persists.

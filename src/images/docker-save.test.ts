@@ -9,9 +9,9 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { requireOrSkip } from '../drivers/conformance.js';
+import { requireOrSkip } from '../drivers/testing/conformance.js';
 import { ImageStore } from './image-store.js';
-import { busyboxRootfs, dockerSaveArchive, makeLayer, staticBusybox } from './test-fixtures.js';
+import { busyboxRootfs, dockerSaveArchive, makeLayer, staticBusybox } from './testing/fixtures.js';
 
 const run = promisify(execFile);
 const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;

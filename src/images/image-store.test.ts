@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { YunError } from '../errors/errors.js';
-import { requireOrSkip } from '../drivers/conformance.js';
+import { requireOrSkip } from '../drivers/testing/conformance.js';
 import { sha256 } from './digest.js';
 import { ImageStore } from './image-store.js';
 import { isBareTag, normalizeImageName, parseImageName, repositoryFromFileName } from './names.js';
 import { namesFromAnnotations } from './oci-layout.js';
 import { MT, type Manifest } from './oci.js';
-import { busyboxRootfs, dockerSaveArchive, makeConfig, makeLayer, ociLayoutDir, staticBusybox, tarBuffer, type FixtureLayer } from './test-fixtures.js';
+import { busyboxRootfs, dockerSaveArchive, makeConfig, makeLayer, ociLayoutDir, staticBusybox, tarBuffer, type FixtureLayer } from './testing/fixtures.js';
 
 const isRoot = () => process.getuid?.() === 0;
 const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;

@@ -4,12 +4,12 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { YunError } from '../errors/errors.js';
-import { requireOrSkip } from '../drivers/conformance.js';
+import { requireOrSkip } from '../drivers/testing/conformance.js';
 import { createCA, issueCertificate } from '../pki/ca.js';
 import { MT } from './oci.js';
 import { ImageStore } from './image-store.js';
 import { MANIFEST_MAX_BYTES, parseChallenge, parseReference, pullImage, type PullProgressEvent } from './registry.js';
-import { FakeStore, Layout, skopeoPush, startFakeRegistry, startRegistry, which, type BuiltImage, type FakeRegistry, type RegistryProcess } from './registry-testutil.js';
+import { FakeStore, Layout, skopeoPush, startFakeRegistry, startRegistry, which, type BuiltImage, type FakeRegistry, type RegistryProcess } from './testing/registry.js';
 
 // ---------------------------------------------------------------------------------------------
 // References and challenges (pure)

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { runStoreConformance } from './conformance.js';
+import { runStoreConformance } from './testing/conformance.js';
 import { MemoryStore } from './memory-store.js';
 import { listAll } from './paging.js';
 import { SqliteStore } from './sqlite-store.js';

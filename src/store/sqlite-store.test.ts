@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runStoreConformance } from './conformance.js';
+import { runStoreConformance } from './testing/conformance.js';
 import Database from 'better-sqlite3';
 import { SqliteStore } from './sqlite-store.js';
 import { migrations } from './migrations.js';

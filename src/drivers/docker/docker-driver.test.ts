@@ -14,10 +14,10 @@ import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import * as tar from 'tar';
 import type { DriverFingerprint, TaskConfig, TaskHandle } from '../driver.js';
-import { readLog, requireOrSkip, runConformance, until, within } from '../conformance.js';
+import { readLog, requireOrSkip, runConformance, until, within } from '../testing/conformance.js';
 import { RetagDockerArchive } from './docker-archive.js';
 import { DockerDriver, IMAGE_REPOSITORY, type DockerHandle } from './docker-driver.js';
-import { buildBusyboxArchive, DOCKERD, startTestDockerd, type TestEngine, type TestImage } from './test-support.js';
+import { buildBusyboxArchive, DOCKERD, startTestDockerd, type TestEngine, type TestImage } from './testing/support.js';
 
 const isRoot = () => process.getuid?.() === 0;
 const haveDockerd = existsSync(DOCKERD);

@@ -14,7 +14,7 @@ import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DriverError, type TaskConfig, type TaskHandle } from '../driver.js';
-import { readLog, requireOrSkip, runConformance, until, within } from '../conformance.js';
+import { readLog, requireOrSkip, runConformance, until, within } from '../testing/conformance.js';
 import { buildBusyboxRootfs, findStaticBusybox, INDEX_HTML, rootfsImageInfo } from './busybox-rootfs.js';
 import { isMountPoint } from './host.js';
 import { netnsName, OciDriver, removeTaskCgroups, type OciHandle } from './oci-driver.js';

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DriverError, type TaskConfig, type TaskHandle } from '../driver.js';
-import { readLog, requireOrSkip, runConformance, until, within } from '../conformance.js';
+import { readLog, requireOrSkip, runConformance, until, within } from '../testing/conformance.js';
 import { DEFAULT_PATH } from './lookup.js';
 import { formatBytes, ProcessDriver, type ProcessHandle } from './process-driver.js';
 import { readProcStat } from './procfs.js';

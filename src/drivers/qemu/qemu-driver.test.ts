@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageInfo, TaskConfig } from '../driver.js';
-import { occurrences, requireOrSkip, runConformance, until, within, type Workload, type Workloads } from '../conformance.js';
+import { occurrences, requireOrSkip, runConformance, until, within, type Workload, type Workloads } from '../testing/conformance.js';
 import { buildTinyVm, tinyVmSupport, type TinyVmBuild } from '../../images/tinyvm/build.js';
 import { CONSOLE_LOG, QemuDriver, guestHostname, type QemuHandle } from './qemu-driver.js';
 

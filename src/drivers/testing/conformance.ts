@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CAPABILITY_METHODS, capable, DriverError, type Driver, type DriverFingerprint, type ExitResult, type TaskConfig, type TaskHandle } from './driver.js';
+import { CAPABILITY_METHODS, capable, DriverError, type Driver, type DriverFingerprint, type ExitResult, type TaskConfig, type TaskHandle } from '../driver.js';
 
 export interface ConformanceOptions {
   /** Shown in test names. */

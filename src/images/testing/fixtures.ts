@@ -8,9 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { sha256 } from './digest.js';
-import { MT, type ImageConfig, type Manifest } from './oci.js';
-import { tarBuffer, type TarEntry } from './tar-stream.js';
+import { sha256 } from '../digest.js';
+import { MT, type ImageConfig, type Manifest } from '../oci.js';
+import { tarBuffer, type TarEntry } from '../tar-stream.js';
 
 export { tarBuffer, type TarEntry };
 

@@ -14,7 +14,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
-import { MT, type Descriptor } from './oci.js';
+import { MT, type Descriptor } from '../oci.js';
 
 export function sha256(buf: Buffer): string {
   return `sha256:${createHash('sha256').update(buf).digest('hex')}`;

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, sym
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireOrSkip } from '../../drivers/conformance.js';
+import { requireOrSkip } from '../../drivers/testing/conformance.js';
 import { renderMetaData, renderNetworkConfig, seedSupport, validateSeed, writeSeedImage, type SeedData } from '../../drivers/qemu/seed.js';
 import { buildTinyVm, defaultTinyVmDir, findTool, hostTscKhz, tcgKernelArgs, tinyVmSupport, TINYVM_CMDLINE, TINYVM_DISK_BYTES, type TinyVmBuild } from './build.js';
 import { YAML_AWK } from './guest.js';

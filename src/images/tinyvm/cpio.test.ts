@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireOrSkip } from '../../drivers/conformance.js';
+import { requireOrSkip } from '../../drivers/testing/conformance.js';
 import { CPIO_TRAILER, CpioWriter, cpioArchive, normalizeCpioName } from './cpio.js';
 
 const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));

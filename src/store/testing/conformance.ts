@@ -20,9 +20,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { YunError } from '../errors/errors.js';
-import { listAll } from './paging.js';
-import type { AuditEntry, Change, ListQuery, Op, Store, StoredObject, TokenRecord } from './store.js';
+import { YunError } from '../../errors/errors.js';
+import { listAll } from '../paging.js';
+import type { AuditEntry, Change, ListQuery, Op, Store, StoredObject, TokenRecord } from '../store.js';
 
 export interface StoreUnderTest {
   store: Store;

@@ -9,7 +9,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSy
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
 import Docker from 'dockerode';
-import type { ImageInfo } from '../driver.js';
+import type { ImageInfo } from '../../driver.js';
 
 export const DOCKERD = '/usr/sbin/dockerd';
 
