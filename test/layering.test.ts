@@ -74,3 +74,9 @@ test('docs/design.md\'s folder map names every folder of src/', () => {
   const missing = folders.filter((d) => !new RegExp(`^\\s+${d}/`, 'm').test(map));
   assert.deepEqual(missing, [], 'add them to the map in docs/design.md');
 });
+
+test('routes take the narrow part of the manager they use, never the whole context', () => {
+  const routes = product.filter((f) => f.rel.startsWith('manager/routes/') && !f.rel.endsWith('index.ts'));
+  const whole = routes.filter((f) => /ctx: ManagerContext\b/.test(readFileSync(f.file, 'utf8'))).map((f) => f.rel);
+  assert.deepEqual(whole, [], 'declare ctx as Pick<ManagerContext, ...> of what the routes use');
+});

@@ -32,7 +32,7 @@ export interface AgentRouteDeps {
   attach(nodeId: string, role: NodeRole, ch: ReturnType<typeof wsChannel<ManagerMessage, AgentMessage>>): void;
 }
 
-export function agentRoutes(app: FastifyInstance, ctx: ManagerContext, deps: AgentRouteDeps): void {
+export function agentRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'caKeyPem' | 'config' | 'membership' | 'store'>, deps: AgentRouteDeps): void {
   app.get('/v1/cluster/ca', {
     config: { auth: false },
     schema: { tags: ['cluster'], summary: 'The cluster CA certificate (agents check its fingerprint against their join token).', querystring: noQuery },

@@ -3,7 +3,7 @@ import { YunError } from '../../errors/errors.js';
 import type { ManagerContext } from '../context.js';
 import { nextLink, requireCloudAdmin } from '../http.js';
 
-export function auditRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function auditRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'store'>): void {
   app.get('/v1/audit', {
     schema: {
       tags: ['identity'],

@@ -24,7 +24,7 @@ const tokenView = {
   },
 } as const;
 
-export function authRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function authRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'config' | 'identity' | 'store'>): void {
   const catalog = () => [
     { type: 'cloud', name: 'yunstack', endpoints: [{ interface: 'public', url: `${ctx.config.publicUrl}/v1` }] },
     { type: 'metrics', name: 'prometheus', endpoints: [{ interface: 'public', url: `${ctx.config.publicUrl}/metrics` }] },

@@ -7,7 +7,7 @@ const roleParams = { type: 'object', additionalProperties: false, required: ['ro
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 const joinTokenSchema = { type: 'object', properties: { role: { type: 'string' }, token: { type: 'string' }, command: { type: 'string' } } } as const;
 
-export function clusterRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function clusterRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'config' | 'membership' | 'store'>): void {
   const joinView = async (role: NodeRole, token: string) => ({
     role,
     token,

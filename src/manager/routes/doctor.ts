@@ -8,7 +8,7 @@ import { listAll } from '../../store/paging.js';
 
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
-export function doctorRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function doctorRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'config' | 'dispatcher' | 'store'>): void {
   const check = async (n: StoredObject, hosts: string[]) => {
     let checks: CheckResult[];
     try {

@@ -61,7 +61,7 @@ export async function findFlavor(ctx: { store: Store }, req: FastifyRequest, ref
   return f;
 }
 
-export function flavorRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function flavorRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'store'>): void {
   const view = (o: StoredObject) => {
     const { project_id: _p, ...rest } = toApi(o);
     return rest;

@@ -62,7 +62,7 @@ const minDiskProp = { type: 'integer', minimum: 0, maximum: 1024 * 1024, descrip
 const minRamProp = { type: 'integer', minimum: 0, maximum: 16 * 1024 * 1024, description: 'Smallest RAM, MiB (Glance\'s min_ram).' } as const;
 const checksumProp = { type: 'string', pattern: '^(sha256:)?[0-9a-f]{64}$', description: 'The disk\'s SHA-256: a disk that does not match is refused (422 YUN_DIGEST_MISMATCH), nothing kept.' } as const;
 
-export function imageRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function imageRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'clock' | 'identity' | 'images' | 'membership' | 'store'>): void {
   const view = imageView;
   const tmpDir = join(ctx.images.root, 'tmp');
 

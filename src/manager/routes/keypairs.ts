@@ -11,7 +11,7 @@ const keypairSchema = { type: 'object', properties: { ...commonMeta, public_key:
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
 /** A project's key pair by id or name. */
-export async function findKeypair(ctx: ManagerContext, projectId: string, ref: string): Promise<StoredObject | undefined> {
+export async function findKeypair(ctx: Pick<ManagerContext, 'store'>, projectId: string, ref: string): Promise<StoredObject | undefined> {
   return findInProjects(ctx.store, 'keypair', ref, [projectId]);
 }
 
@@ -19,7 +19,7 @@ export async function findKeypair(ctx: ManagerContext, projectId: string, ref: s
  * SSH key pairs (Nova's os-keypairs), per project: the public half only, imported; servers created
  * with `--key-name` get it in their seed (authorized_keys).
  */
-export function keypairRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function keypairRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'store'>): void {
   const find = async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const k = (p.cloudAdmin ? await ctx.store.get('keypair', ref) : undefined) ?? (await findInProjects(ctx.store, 'keypair', ref, [p.project.id]));

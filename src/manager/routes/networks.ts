@@ -47,14 +47,14 @@ const createBody = {
 } as const;
 
 /** Services (of any project) attached to a network. */
-export async function servicesOnNetwork(ctx: ManagerContext, networkId: string): Promise<StoredObject[]> {
+export async function servicesOnNetwork(ctx: Pick<ManagerContext, 'store'>, networkId: string): Promise<StoredObject[]> {
   return (await listAll(ctx.store, 'service')).filter((s) => (s.data as ServiceData).spec.networks.includes(networkId));
 }
 
 /** Bumped by every network create: subnets and VNIs are chosen against all networks at once. */
 const NETWORKS_GUARD = 'networks';
 
-export function networkRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function networkRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'store'>): void {
   const find = async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const projects = p.cloudAdmin ? undefined : [p.project.id];

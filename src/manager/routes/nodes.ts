@@ -36,7 +36,7 @@ export const nodeSchema = {
 
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
-export function nodeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function nodeRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'membership' | 'store'>): void {
   const view = (o: StoredObject): Record<string, unknown> => {
     const d = o.data as unknown as NodeData;
     const { project_id: _p, ...rest } = toApi(o, { last_heartbeat: ctx.membership.lastHeartbeat(o.id) ?? d.last_heartbeat });

@@ -29,13 +29,13 @@ function view(o: StoredObject): Record<string, unknown> {
 }
 
 /** Projects the principal may see: all for a cloud admin, else those they hold a role on. */
-async function visibleProjectIds(ctx: ManagerContext, p: Principal): Promise<string[] | undefined> {
+async function visibleProjectIds(ctx: Pick<ManagerContext, 'store'>, p: Principal): Promise<string[] | undefined> {
   if (p.cloudAdmin) return undefined;
   const a = await ctx.store.list('role_assignment', { limit: 1000, filters: [{ field: 'name', op: 'eq', value: p.user.id }] });
   return a.items.map((x) => x.project_id);
 }
 
-export function projectRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function projectRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'identity' | 'store'>): void {
   const findVisible = async (req: FastifyRequest, ref: string): Promise<StoredObject> => {
     const p = principal(req);
     const proj = await ctx.identity.findProject(ref);

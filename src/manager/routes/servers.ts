@@ -103,7 +103,7 @@ function newMac(): string {
   return `52:54:00:${[...b].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
 }
 
-export function serverRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function serverRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'clock' | 'dispatcher' | 'images' | 'log' | 'membership' | 'scheduler' | 'store'>): void {
   const find = async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const s = (p.cloudAdmin ? await ctx.store.get('server', ref) : undefined) ?? (await findInProjects(ctx.store, 'server', ref, [p.project.id]));

@@ -55,7 +55,7 @@ function allocationClaims(id: string, d: ServiceData): Extract<Op, { op: 'claim'
   return out;
 }
 
-export function serviceRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'clock' | 'dispatcher' | 'orchestrator' | 'store'>): void {
   const view = (o: StoredObject, counts?: { running: number; desired: number }) => {
     const d = o.data as ServiceData;
     const { quota_usage: _q, ...rest } = toApi(o);

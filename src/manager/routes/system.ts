@@ -5,7 +5,7 @@ import { parseDuration } from '../../util/duration.js';
 import type { ManagerContext } from '../context.js';
 import { principal } from '../http.js';
 
-export function systemRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function systemRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'config' | 'startedAt' | 'store'>): void {
   app.get('/healthz', {
     config: { auth: false },
     schema: { tags: ['system'], summary: 'Liveness and readiness of this manager.', querystring: { type: 'object', additionalProperties: false, properties: {} } },

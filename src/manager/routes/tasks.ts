@@ -61,7 +61,7 @@ export function taskView(o: StoredObject): Record<string, unknown> {
   };
 }
 
-export function taskRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function taskRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'dispatcher' | 'store'>): void {
   const find = async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const t = p.cloudAdmin ? await ctx.store.get('task', ref) : await findInProjects(ctx.store, 'task', ref, [p.project.id]);

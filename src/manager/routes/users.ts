@@ -24,7 +24,7 @@ function view(o: StoredObject): Record<string, unknown> {
   return rest;
 }
 
-export function userRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function userRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'identity' | 'store'>): void {
   const find = async (ref: string) => ctx.identity.findUser(ref);
 
   app.get('/v1/users', {

@@ -81,7 +81,7 @@ const snapshotBody = {
 } as const;
 
 /** The volumes' and snapshots' API (Cinder's, in Yunstack's conventions). */
-export function volumeRoutes(app: FastifyInstance, ctx: ManagerContext): void {
+export function volumeRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'scheduler' | 'store'>): void {
   const findIn = (kind: string, what: string) => async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const o = (p.cloudAdmin ? await ctx.store.get(kind, ref) : undefined) ?? (await findInProjects(ctx.store, kind, ref, [p.project.id]));
