@@ -1,3 +1,4 @@
+import type { Keyring } from '../secrets/keyring.js';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 import type { Identity } from '../identity/identity.js';
@@ -38,4 +39,6 @@ export interface ManagerContext {
   scheduler: SchedulerRunner;
   /** This manager's image store (content); image names are `image` objects in the store. */
   images: ImageStoreApi;
+  /** The keys that seal secrets at rest (a file in the data directory, never in the store). */
+  keyring: Keyring;
 }

@@ -1,3 +1,4 @@
+import { Keyring } from '../secrets/keyring.js';
 import { mkdirSync, realpathSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -161,6 +162,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     if (killed) log.warn({ images: killed }, 'images left saving by the last run were killed');
     const ctx: ManagerContext = {
       store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler, images,
+      keyring: Keyring.open(join(realDir, 'secrets.key')),
       caKeyPem: () => pki.ca.keyPem,
       config: {
         publicUrl: '', advertiseUrl: '', caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,

@@ -59,6 +59,15 @@ import keypairCreate from './keypair-create.js';
 import keypairLs from './keypair-ls.js';
 import keypairShow from './keypair-show.js';
 import keypairRm from './keypair-rm.js';
+import secretCreate from './secret-create.js';
+import secretLs from './secret-ls.js';
+import secretInspect from './secret-inspect.js';
+import secretRm from './secret-rm.js';
+import configCreate from './config-create.js';
+import configLs from './config-ls.js';
+import configInspect from './config-inspect.js';
+import configRm from './config-rm.js';
+import secretRotateKey from './secret-rotate-key.js';
 import serverCreate from './server-create.js';
 import serverLs from './server-ls.js';
 import serverShow from './server-show.js';
@@ -111,6 +120,7 @@ export const commands: CommandSpec<any>[] = [
   networkCreate, networkLs, networkInspect, networkRm, run,
   flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
   serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm, serverImageCreate, imageDownload,
+  secretCreate, secretLs, secretInspect, secretRm, secretRotateKey, configCreate, configLs, configInspect, configRm,
   volumeCreate, volumeLs, volumeShow, volumeExtend, volumeAttach, volumeDetach, volumeRm, volumeSnapshot, volumeSnapshotLs, volumeSnapshotRm,
 ];
 
@@ -130,5 +140,7 @@ export const groups: Record<string, string> = {
   network: 'Create, list, inspect and remove overlay networks.',
   flavor: 'List, show, create and remove flavors (server sizes).',
   keypair: 'Import, list and remove SSH key pairs for servers.',
+  secret: 'Create, list, inspect and remove secrets (sealed at rest, never shown again).',
+  config: 'Create, list, inspect and remove configs.',
   server: 'Servers: VMs and system containers with an OpenStack-style lifecycle.',
 };

@@ -17,6 +17,8 @@ import { flavorRoutes } from './flavors.js';
 import { keypairRoutes } from './keypairs.js';
 import { serverRoutes } from './servers.js';
 import { volumeRoutes } from './volumes.js';
+import { blobRoutes } from './secrets.js';
+import { CONFIG, SECRET } from '../../secrets/secret.js';
 
 export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, _known: unknown): Promise<void> {
   systemRoutes(app, ctx);
@@ -35,5 +37,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: ManagerContext, 
   keypairRoutes(app, ctx);
   serverRoutes(app, ctx);
   volumeRoutes(app, ctx);
+  blobRoutes(app, ctx, SECRET);
+  blobRoutes(app, ctx, CONFIG);
   agentRoutes(app, ctx, { attach: (id, role, ch) => ctx.dispatcher.attach(id, role, ch) });
 }

@@ -1,0 +1,3 @@
+import { blobCreate, CONFIG_CLI } from '../blobs.js';
+
+export default blobCreate(CONFIG_CLI);

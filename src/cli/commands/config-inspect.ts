@@ -1,0 +1,3 @@
+import { blobInspect, CONFIG_CLI } from '../blobs.js';
+
+export default blobInspect(CONFIG_CLI);

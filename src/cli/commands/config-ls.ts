@@ -1,0 +1,3 @@
+import { blobLs, CONFIG_CLI } from '../blobs.js';
+
+export default blobLs(CONFIG_CLI);

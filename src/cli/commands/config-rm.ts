@@ -1,0 +1,3 @@
+import { blobRm, CONFIG_CLI } from '../blobs.js';
+
+export default blobRm(CONFIG_CLI);

@@ -1,0 +1,3 @@
+import { blobCreate, SECRET_CLI } from '../blobs.js';
+
+export default blobCreate(SECRET_CLI);

@@ -1,0 +1,3 @@
+import { blobInspect, SECRET_CLI } from '../blobs.js';
+
+export default blobInspect(SECRET_CLI);

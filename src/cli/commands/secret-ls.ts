@@ -1,0 +1,3 @@
+import { blobLs, SECRET_CLI } from '../blobs.js';
+
+export default blobLs(SECRET_CLI);

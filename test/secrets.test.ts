@@ -1,0 +1,153 @@
+// Secrets and configs against a real `yun up`: a secret is sealed before it reaches the store,
+// never returned, invisible to other projects, and still opens after the key is rotated.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import Database from 'better-sqlite3';
+import { Keyring } from '../src/secrets/keyring.js';
+import { sealAad } from '../src/secrets/secret.js';
+import { YUN, baseEnv, envFile, freePort, startManager, stopManager, type Manager } from './helpers/manager-process.js';
+
+interface Result { code: number; stdout: string; stderr: string }
+function yun(args: string[], env: Record<string, string>, input?: string): Promise<Result> {
+  return new Promise((resolve) => {
+    const p = execFile(process.execPath, [YUN, ...args], { env: { ...baseEnv(), ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
+    });
+    p.stdin!.end(input ?? '');
+  });
+}
+const ok = (r: Result, what: string) => { assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stdout}${r.stderr}`); return r; };
+
+/** Every file under dir, recursively. */
+function files(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (!st) continue;
+    if (st.isDirectory()) out.push(...files(p));
+    else if (st.isFile()) out.push(p);
+  }
+  return out;
+}
+
+describe('secrets and configs', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'yun-secrets-'));
+  const dataDir = join(tmp, 'data');
+  let m: Manager;
+  let admin: Record<string, string>;
+  // Text that cannot occur by chance, as the user's file holds it.
+  const secret = `s3cr3t-${randomBytes(24).toString('hex')}`;
+  const secretFile = join(tmp, 'db-password');
+
+  before(async () => {
+    writeFileSync(secretFile, secret);
+    m = await startManager(dataDir, await freePort());
+    admin = { ...envFile(join(dataDir, 'admin.env')), YUN_CONFIG_DIR: join(tmp, 'cfg-admin') };
+  });
+  after(async () => {
+    if (m) await stopManager(m);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('creates a secret that no answer, file, log or audit entry shows', async () => {
+    const id = ok(await yun(['secret', 'create', 'db-password', secretFile], admin), 'secret create').stdout.trim();
+    assert.match(id, /^[a-z0-9]{20}$/);
+    const inspect = JSON.parse(ok(await yun(['secret', 'inspect', 'db-password'], admin), 'secret inspect').stdout) as Record<string, unknown>;
+    assert.equal(inspect.name, 'db-password');
+    assert.equal(inspect.size, secret.length);
+    assert.ok(!('data' in inspect) && !('sealed' in inspect), `inspect shows too much: ${JSON.stringify(inspect)}`);
+    const ls = ok(await yun(['secret', 'ls', '--json'], admin), 'secret ls').stdout;
+    assert.ok(!ls.includes(secret) && !ls.includes('"ct"'));
+    ok(await yun(['audit', 'ls', '--json'], admin), 'audit ls');
+    const dup = await yun(['secret', 'create', 'db-password', secretFile], admin);
+    assert.notEqual(dup.code, 0);
+    assert.match(dup.stderr, /YUN_NAME_CONFLICT/);
+
+    // Neither the text nor its base64 (what the API carried) is anywhere: the database, its WAL,
+    // the image store, the agent's directory, the manager's log.
+    const needles = [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('base64'))];
+    const hits: string[] = [];
+    for (const f of files(dataDir)) {
+      const bytes = readFileSync(f);
+      if (needles.some((n) => bytes.includes(n))) hits.push(f);
+    }
+    if (needles.some((n) => m.output().includes(n.toString()))) hits.push('the manager log');
+    assert.deepEqual(hits, []);
+    assert.equal(statSync(join(dataDir, 'secrets.key')).mode & 0o777, 0o600);
+  });
+
+  it('another project neither sees nor reads it; configs are shown', async () => {
+    ok(await yun(['project', 'create', 'other'], admin), 'project create');
+    ok(await yun(['user', 'create', 'bob', '--password-stdin', '--project', 'other', '--role', 'member'], admin, 'bob-password-123\n'), 'user create');
+    const bob = { YUN_URL: admin.YUN_URL!, YUN_CACERT: admin.YUN_CACERT!, YUN_USERNAME: 'bob', YUN_PASSWORD: 'bob-password-123', YUN_PROJECT: 'other', YUN_CONFIG_DIR: join(tmp, 'cfg-bob') };
+    assert.deepEqual(JSON.parse(ok(await yun(['secret', 'ls', '--json'], bob), 'bob secret ls').stdout), []);
+    const id = JSON.parse(ok(await yun(['secret', 'inspect', 'db-password'], admin), 'inspect').stdout).id as string;
+    for (const ref of ['db-password', id]) {
+      const r = await yun(['secret', 'inspect', ref], bob);
+      assert.equal(r.code, 5, `bob inspects ${ref}: exit ${r.code} ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /YUN_NOT_FOUND/);
+      const rm = await yun(['secret', 'rm', ref], bob);
+      assert.match(rm.stderr, /YUN_NOT_FOUND/);
+    }
+    // A config of the same name in bob's project is his own, and shown.
+    const cfgFile = join(tmp, 'nginx.conf');
+    writeFileSync(cfgFile, 'worker_processes 1;\n');
+    ok(await yun(['config', 'create', 'db-password', cfgFile], bob), 'config create');
+    const c = JSON.parse(ok(await yun(['config', 'inspect', 'db-password'], bob), 'config inspect').stdout) as { data: string };
+    assert.equal(Buffer.from(c.data, 'base64').toString(), 'worker_processes 1;\n');
+    assert.match(ok(await yun(['config', 'inspect', '--pretty', 'db-password'], bob), 'pretty').stdout, /worker_processes 1;/);
+    const rot = await yun(['secret', 'rotate-key'], bob);
+    assert.equal(rot.code, 4, `a member rotates the key: exit ${rot.code} ${rot.stderr}`);
+    assert.match(rot.stderr, /YUN_FORBIDDEN/);
+  });
+
+  it('bad input gets a clear error and creates nothing', async () => {
+    const empty = join(tmp, 'empty');
+    writeFileSync(empty, '');
+    const r1 = await yun(['secret', 'create', 'nothing', empty], admin);
+    assert.match(r1.stderr, /cannot be empty[\s\S]*YUN_VALIDATION_FAILED/);
+    const big = join(tmp, 'big');
+    writeFileSync(big, randomBytes(600 * 1024));
+    const r2 = await yun(['secret', 'create', 'big', big], admin);
+    assert.notEqual(r2.code, 0);
+    assert.match(r2.stderr, /YUN_(VALIDATION_FAILED|PAYLOAD_TOO_LARGE)/);
+    const r3 = await yun(['secret', 'create', 'x', join(tmp, 'no-such-file')], admin);
+    assert.equal(r3.code, 2);
+    const names = (JSON.parse(ok(await yun(['secret', 'ls', '--json'], admin), 'ls').stdout) as { name: string }[]).map((s) => s.name);
+    assert.deepEqual(names, ['db-password']);
+  });
+
+  it('rotate-key re-seals every secret with a new key and drops the old one', async () => {
+    ok(await yun(['secret', 'create', 'second', '-'], admin, 'another-value'), 'secret create from stdin');
+    const before = Keyring.open(join(dataDir, 'secrets.key')).activeKid;
+    const r = JSON.parse(ok(await yun(['secret', 'rotate-key', '--json'], admin), 'rotate-key').stdout) as { key_id: string; resealed: number; retired: string[] };
+    assert.notEqual(r.key_id, before);
+    assert.equal(r.resealed, 2);
+    assert.deepEqual(r.retired, [before]);
+    // Opened with the key file alone, as the agents' delivery will: both still read back.
+    const ring = Keyring.open(join(dataDir, 'secrets.key'));
+    assert.deepEqual(ring.kids(), [r.key_id]);
+    const db = new Database(join(dataDir, 'yun.db'), { readonly: true, fileMustExist: true });
+    try {
+      const rows = db.prepare("SELECT id, name, data FROM objects WHERE kind = 'secret' ORDER BY name").all() as { id: string; name: string; data: string }[];
+      const plain = rows.map((row) => {
+        const d = JSON.parse(row.data) as { sealed: import('../src/secrets/keyring.js').Sealed };
+        assert.equal(d.sealed.kid, r.key_id);
+        return ring.unseal(d.sealed, sealAad('secret', row.id)).toString();
+      });
+      assert.deepEqual(plain, [secret, 'another-value']);
+      // A seal copied onto another secret does not open: it is bound to its object.
+      const d0 = JSON.parse(rows[0]!.data) as { sealed: import('../src/secrets/keyring.js').Sealed };
+      assert.throws(() => ring.unseal(d0.sealed, sealAad('secret', rows[1]!.id)));
+    } finally {
+      db.close();
+    }
+    ok(await yun(['secret', 'rm', 'second'], admin), 'secret rm');
+  });
+});
