@@ -41,6 +41,19 @@ describe('allocation under concurrent requests', () => {
     assert.equal(new Set(all.map((s) => s.vip_index)).size, all.length, 'no VIP index twice');
   });
 
+  it('10 services publishing port 80 without a port, at once, get 10 ports of 30000-32767; an update keeps its port', async () => {
+    const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => cloud.api.req('POST', '/v1/services', { token: admin, body: svc(`auto${i}`, { endpoint: { ports: [{ target: 80 }] } }) })));
+    assert.ok(rs.every((x) => x.status === 201), rs.map((x) => x.text).join('\n'));
+    const ports = rs.map((x) => x.body.spec.endpoint.ports[0].published as number);
+    assert.equal(new Set(ports).size, 10, `a port twice: ${ports.join(', ')}`);
+    assert.ok(ports.every((p) => p >= 30000 && p <= 32767), ports.join(', '));
+    const one = rs[0]!.body;
+    const up = await cloud.api.req('PATCH', `/v1/services/${one.id}`, { token: admin, body: { version: one.version, endpoint: { ports: [{ target: 80 }] } } });
+    assert.equal(up.status, 200, up.text);
+    assert.equal(up.body.spec.endpoint.ports[0].published, one.spec.endpoint.ports[0].published);
+    assert.equal(up.body.spec_version, one.spec_version, 'the same ports again started a rolling update');
+  });
+
   it('10 networks created at once get 10 different subnets and VNIs', async () => {
     const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => cloud.api.req('POST', '/v1/networks', { token: admin, body: { name: `net${i}` } })));
     assert.ok(rs.every((x) => x.status === 201), rs.map((x) => x.text).join('\n'));

@@ -7,7 +7,7 @@ import { newId } from '../../util/ids.js';
 import type { Keyring } from '../../secrets/keyring.js';
 import { MAX_BLOB_BYTES, sealAad, type BlobData, type BlobKind } from '../../secrets/secret.js';
 import type { ManagerContext } from '../context.js';
-import { buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
+import { buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireCloudAdmin, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 
 const spec: ListSpec = { filters: { name: 'name' }, sortKeys: { name: 'name', created_at: 'created_at', id: 'id' }, defaultSort: 'name' };
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
@@ -15,7 +15,7 @@ const noQuery = { type: 'object', additionalProperties: false, properties: {} } 
 /** What an API answer shows of a secret or config: never a secret's content or its seal. */
 function view(o: StoredObject) {
   const { sealed: _s, ...data } = o.data as unknown as BlobData;
-  return { ...toApi({ ...o, data: data as unknown as Record<string, unknown> }) };
+  return toApi({ ...o, data: data as unknown as Record<string, unknown> });
 }
 
 /**
@@ -82,8 +82,7 @@ export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'stor
     config: { action: 'secret.rotate_key' },
     schema: { tags: ['secrets'], summary: 'Seal every secret with a new key, then drop the old keys (cloud admin).', querystring: noQuery, response: { 200: { type: 'object', properties: { key_id: { type: 'string' }, resealed: { type: 'integer' }, retired: { type: 'array', items: { type: 'string' } } } } } },
   }, async (req) => {
-    const p = requireRole(req, 'admin', 'rotate the secrets key');
-    if (!p.cloudAdmin) throw new YunError('YUN_FORBIDDEN', 'Only a cloud admin can rotate the secrets key', { hint: 'Use a token of the admin project.' });
+    requireCloudAdmin(req, 'rotate the secrets key');
     const kid = ctx.keyring.rotate();
     let resealed = 0;
     // Each secret is re-sealed under its version (one written meanwhile is read again); passes

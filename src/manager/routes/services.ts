@@ -242,17 +242,19 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
         if (Object.keys(input).length) throw new YunError('YUN_VALIDATION_FAILED', 'rollback: true cannot be combined with other changes', { hint: 'Roll back first, then update.' });
         if (!d.previous_spec) throw new YunError('YUN_VALIDATION_FAILED', `Service "${svc.name}" has no previous spec to roll back to`, { hint: 'It has not been updated since it was created.' });
         next = {
-          ...d, spec: d.previous_spec, previous_spec: d.spec, spec_version: d.spec_version + 1,
+          ...d, spec: await publishPorts(d.previous_spec, svc.id, d.spec), previous_spec: d.spec, spec_version: d.spec_version + 1,
           update_status: { state: 'rollback_started', started_at: now, message: 'manually requested rollback' },
         };
       } else {
         if (input.mode !== undefined && input.mode !== d.spec.mode) {
           throw new YunError('YUN_VALIDATION_FAILED', `A service's mode cannot change (it is ${d.spec.mode})`, { hint: 'Create a new service with the other mode.' });
         }
-        const s = normalizeSpec(input, d.spec);
-        validateSpec(s, { replicas: d.spec.mode === 'global' ? input.replicas : undefined });
-        await checkNetworks(s, svc.project_id);
-        await checkPorts(s, svc.project_id, svc.id);
+        const normalized = normalizeSpec(input, d.spec);
+        validateSpec(normalized, { replicas: d.spec.mode === 'global' ? input.replicas : undefined });
+        await checkNetworks(normalized, svc.project_id);
+        await checkPorts(normalized, svc.project_id, svc.id);
+        // Before the comparison below: ports sent without a published port keep theirs, no rollout.
+        const s = await publishPorts(normalized, svc.id, d.spec);
         if (input.task?.image !== undefined || input.task?.force_update !== undefined || (s.task.image && !s.task.image_digest)) await pinImage(s, svc.project_id);
         const changedTasks = taskSpecChanged(d.spec, s);
         next = {
@@ -262,7 +264,6 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
           update_status: changedTasks ? { state: 'updating', started_at: now, message: 'update in progress' } : d.update_status,
         };
       }
-      next.spec = await publishPorts(next.spec, svc.id, d.spec);
       next.network_vips = await networkVips(next.spec, d.network_vips, svc.id);
       if (JSON.stringify(next.spec) !== JSON.stringify(d.spec)) next.spec_changed_at = now;
       const usage = quotaUsage(next.spec, await nodeCount());
