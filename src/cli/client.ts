@@ -100,13 +100,13 @@ export class ApiClient {
     }
     const r = await this.send<{ token: { expires_at: string } }>('POST', '/v1/auth/tokens', { body: { username: s.username, password: s.password, ...(s.project ? { project: s.project } : {}), ...(ttl ? { ttl } : {}) } });
     const token = r.headers.get('x-subject-token')!;
-    cacheToken(s, token, r.body.token.expires_at);
+    await cacheToken(s, token, r.body.token.expires_at);
     return { token, body: r.body as unknown as Record<string, unknown> };
   }
 
   private async ensureToken(): Promise<string> {
     if (this.token) return this.token;
-    this.token = cachedToken(this.settings) ?? (await this.login()).token;
+    this.token = (await cachedToken(this.settings)) ?? (await this.login()).token;
     return this.token;
   }
 

@@ -1,6 +1,6 @@
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { QUICK_COST, hashPassword, verifyPassword } from '../identity/passwords.js';
 
 /**
  * Where the CLI gets its connection settings, strongest first: command-line flags, the
@@ -61,8 +61,8 @@ export function resolveSettings(flags: Settings, env: NodeJS.ProcessEnv = proces
 interface CachedToken {
   token: string;
   expires_at: string;
-  /** Who may reuse the token: a salted scrypt of the password it was issued for. */
-  credential?: { salt: string; hash: string };
+  /** Who may reuse the token: a salted scrypt of the password it was issued for (`scrypt$…`). */
+  credential?: string;
 }
 
 function tokenKey(s: Settings): string {
@@ -71,13 +71,6 @@ function tokenKey(s: Settings): string {
 
 const tokensPath = () => join(configDir(), 'tokens.json');
 
-// Cheap enough for every command (a few ms), and still no plain digest of a password on disk.
-const SCRYPT = { N: 1 << 12, r: 8, p: 1 };
-
-function credentialHash(password: string, salt: Buffer): Buffer {
-  return scryptSync(password, salt, 32, SCRYPT);
-}
-
 /**
  * The cached token for these settings, or undefined. When the settings carry a password, the
  * token is reused only if it was issued for that same password: other credentials never ride on
@@ -85,28 +78,19 @@ function credentialHash(password: string, salt: Buffer): Buffer {
  * (a profile saved by `yun login`), the token is what the login left for this server, user and
  * project.
  */
-export function cachedToken(s: Settings): string | undefined {
+export async function cachedToken(s: Settings): Promise<string | undefined> {
   const all = readJson<Record<string, CachedToken>>(tokensPath(), {});
   const t = all[tokenKey(s)];
   if (!t || Date.parse(t.expires_at) - Date.now() < 60_000) return undefined;
-  if (s.password !== undefined) {
-    if (!t.credential) return undefined;
-    const want = Buffer.from(t.credential.hash, 'hex');
-    const got = credentialHash(s.password, Buffer.from(t.credential.salt, 'hex'));
-    if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
-  }
+  if (s.password !== undefined && !(typeof t.credential === 'string' && (await verifyPassword(s.password, t.credential)))) return undefined;
   return t.token;
 }
 
-export function cacheToken(s: Settings, token: string, expiresAt: string): void {
+export async function cacheToken(s: Settings, token: string, expiresAt: string): Promise<void> {
+  const entry: CachedToken = { token, expires_at: expiresAt, ...(s.password !== undefined ? { credential: await hashPassword(s.password, QUICK_COST) } : {}) };
   const all = readJson<Record<string, CachedToken>>(tokensPath(), {});
   const now = Date.now();
   for (const [k, v] of Object.entries(all)) if (Date.parse(v.expires_at) < now) delete all[k];
-  const entry: CachedToken = { token, expires_at: expiresAt };
-  if (s.password !== undefined) {
-    const salt = randomBytes(16);
-    entry.credential = { salt: salt.toString('hex'), hash: credentialHash(s.password, salt).toString('hex') };
-  }
   all[tokenKey(s)] = entry;
   writeJson(tokensPath(), all);
 }

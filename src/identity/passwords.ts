@@ -7,11 +7,18 @@ const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, keylen: number,
 const PARAMS = { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const KEYLEN = 32;
 
+/**
+ * A few milliseconds: for a local check of a password against a value that is itself a secret
+ * (the CLI's token cache, mode 0600), never for the users' passwords in the store.
+ */
+export const QUICK_COST = { N: 1 << 12 } as const;
+
 /** Hash as `scrypt$N$r$p$salt$hash` (base64url), so parameters can change without breaking old hashes. */
-export async function hashPassword(password: string): Promise<string> {
+export async function hashPassword(password: string, cost: { N: number } = PARAMS): Promise<string> {
   const salt = randomBytes(16);
-  const key = await scrypt(password, salt, KEYLEN, PARAMS);
-  return `scrypt$${PARAMS.N}$${PARAMS.r}$${PARAMS.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
+  const params = { ...PARAMS, N: cost.N };
+  const key = await scrypt(password, salt, KEYLEN, params);
+  return `scrypt$${params.N}$${params.r}$${params.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
 }
 
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
