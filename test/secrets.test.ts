@@ -1,21 +1,29 @@
 // Secrets and configs against a real `yun up`: a secret is sealed before it reaches the store,
-// never returned, invisible to other projects, and still opens after the key is rotated.
+// never returned, invisible to other projects; a container task reads it at its target from a
+// tmpfs while no disk or log holds it; removal is refused while used; a new revision rolls the
+// service out; and every secret still opens after the key is rotated.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { Keyring } from '../src/secrets/keyring.js';
 import { sealAad } from '../src/secrets/secret.js';
 import { YUN, baseEnv, envFile, freePort, startManager, stopManager, type Manager } from './helpers/manager-process.js';
+import { requireOrSkip } from './helpers/cloud.js';
+import { waitFor } from './helpers/agents.js';
+import { busyboxRootfs, staticBusybox } from '../src/images/testing/fixtures.js';
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const hasRunc = () => { try { execFileSync('runc', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } };
 
 interface Result { code: number; stdout: string; stderr: string }
-function yun(args: string[], env: Record<string, string>, input?: string): Promise<Result> {
+function yun(args: string[], env: Record<string, string>, input?: string, timeout = 30_000): Promise<Result> {
   return new Promise((resolve) => {
-    const p = execFile(process.execPath, [YUN, ...args], { env: { ...baseEnv(), ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+    const p = execFile(process.execPath, [YUN, ...args], { env: { ...baseEnv(), ...env }, timeout }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
     });
     p.stdin!.end(input ?? '');
@@ -44,6 +52,21 @@ describe('secrets and configs', () => {
   // Text that cannot occur by chance, as the user's file holds it.
   const secret = `s3cr3t-${randomBytes(24).toString('hex')}`;
   const secretFile = join(tmp, 'db-password');
+  /** db-password's content now (a test gives it a new revision). */
+  let dbPassword = secret;
+
+  // Neither the text nor its base64 (what the API carried) may be found on disk or in a log.
+  const needles = [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('base64'))];
+  const diskHits = () => {
+    const hits: string[] = [];
+    for (const f of files(dataDir)) {
+      const bytes = readFileSync(f);
+      if (needles.some((n) => bytes.includes(n))) hits.push(f);
+    }
+    if (needles.some((n) => m.output().includes(n.toString()))) hits.push('the manager log');
+    return hits;
+  };
+  const filesRoot = () => join('/dev/shm/yunstack', readFileSync(join(dataDir, 'node-id'), 'utf8').trim());
 
   before(async () => {
     writeFileSync(secretFile, secret);
@@ -51,7 +74,15 @@ describe('secrets and configs', () => {
     admin = { ...envFile(join(dataDir, 'admin.env')), YUN_CONFIG_DIR: join(tmp, 'cfg-admin') };
   });
   after(async () => {
-    if (m) await stopManager(m);
+    // Tasks outlive their manager (it reattaches): remove what the tests left running first.
+    if (m) {
+      for (const svc of ['web', 'proc']) await yun(['service', 'rm', svc], admin);
+      const nodeId = readFileSync(join(dataDir, 'node-id'), 'utf8').trim();
+      const running = async () => (JSON.parse((await yun(['node', 'ps', nodeId, '--json', '-f', 'desired-state=running'], admin)).stdout || '{"tasks":[]}') as { tasks: unknown[] }).tasks.length;
+      await waitFor('tasks to stop', async () => ((await running()) === 0 ? true : undefined), 30_000, 300).catch(() => undefined);
+      await stopManager(m);
+      rmSync(filesRoot(), { recursive: true, force: true });
+    }
     rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -71,14 +102,7 @@ describe('secrets and configs', () => {
 
     // Neither the text nor its base64 (what the API carried) is anywhere: the database, its WAL,
     // the image store, the agent's directory, the manager's log.
-    const needles = [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('base64'))];
-    const hits: string[] = [];
-    for (const f of files(dataDir)) {
-      const bytes = readFileSync(f);
-      if (needles.some((n) => bytes.includes(n))) hits.push(f);
-    }
-    if (needles.some((n) => m.output().includes(n.toString()))) hits.push('the manager log');
-    assert.deepEqual(hits, []);
+    assert.deepEqual(diskHits(), []);
     assert.equal(statSync(join(dataDir, 'secrets.key')).mode & 0o777, 0o600);
   });
 
@@ -123,6 +147,75 @@ describe('secrets and configs', () => {
     assert.deepEqual(names, ['db-password']);
   });
 
+  it('a task reads its secret and config at their targets, from a tmpfs; nothing reaches a disk or a log', async (t) => {
+    const why = 'needs root, runc and busybox-static';
+    if (!requireOrSkip(t, process.getuid?.() === 0 && hasRunc() && staticBusybox() !== undefined, why)) return;
+    const rootfs = join(tmp, 'rootfs');
+    busyboxRootfs(rootfs, ['sh', 'cat', 'sleep', 'sha256sum', 'stat', 'grep', 'ls']);
+    ok(await yun(['image', 'import-rootfs', rootfs, '--name', 'busybox:latest', '--cmd', 'sh'], admin), 'image import-rootfs');
+    const cfg = join(tmp, 'app.conf');
+    writeFileSync(cfg, 'listen 8080\n');
+    ok(await yun(['config', 'create', 'app-conf', cfg], admin), 'config create');
+    const bad = await yun(['service', 'create', '--name', 'nope', '--image', 'busybox', '--secret', 'no-such', '--', 'sleep', '60'], admin);
+    assert.match(bad.stderr, /Secret "no-such" does not exist in this project[\s\S]*YUN_VALIDATION_FAILED/);
+    ok(await yun(['service', 'create', '--name', 'web', '--image', 'busybox', '--secret', 'source=db-password,target=db,mode=0400,uid=0',
+      '--config', 'source=app-conf,target=/etc/app.conf', '--detach=false', '--', 'sleep', '3600'], admin, undefined, 60_000), 'service create');
+    const task = async () => {
+      const ps = JSON.parse(ok(await yun(['service', 'ps', 'web', '--json'], admin), 'ps').stdout) as { id: string; desired_state: string; status: { state: string } }[];
+      return ps.find((x) => x.desired_state === 'running' && x.status.state === 'running');
+    };
+    const exec = async (id: string, cmd: string) => ok(await yun(['task', 'exec', id, '--', 'sh', '-c', cmd], admin), `exec ${cmd}`).stdout;
+    const t1 = (await task())!;
+    assert.ok(t1, 'a running task');
+    // The content is checked by its hash, so not even this test's output holds it.
+    assert.equal((await exec(t1.id, 'sha256sum /run/secrets/db')).split(' ')[0], sha256(secret));
+    assert.equal((await exec(t1.id, 'stat -c "%a %u" /run/secrets/db')).trim(), '400 0');
+    assert.equal(await exec(t1.id, 'cat /etc/app.conf'), 'listen 8080\n');
+    assert.match(await exec(t1.id, 'grep " /run/secrets/db " /proc/mounts'), /^\S+ \/run\/secrets\/db tmpfs ro[, ]/);
+
+    // While it runs: not in the database, its WAL, the agent's directory, any log.
+    assert.deepEqual(diskHits(), []);
+    const files = readdirSync(join('/dev/shm/yunstack'));
+    assert.ok(files.length > 0, 'the files live on the node\'s tmpfs');
+
+    const rm = await yun(['secret', 'rm', 'db-password'], admin);
+    assert.equal(rm.code, 6, `rm while used: exit ${rm.code} ${rm.stderr}`);
+    assert.match(rm.stderr, /Secret "db-password" is used by service "web"[\s\S]*YUN_IN_USE/);
+    const rmCfg = await yun(['config', 'rm', 'app-conf'], admin);
+    assert.match(rmCfg.stderr, /Config "app-conf" is used by service "web"[\s\S]*YUN_IN_USE/);
+
+    // A new revision rolls the service out: its new task reads the new content.
+    const next = `n3xt-${randomBytes(16).toString('hex')}`;
+    const nextFile = join(tmp, 'db-password-2');
+    writeFileSync(nextFile, next);
+    needles.push(Buffer.from(next), Buffer.from(Buffer.from(next).toString('base64')));
+    assert.match(ok(await yun(['secret', 'update', 'db-password', nextFile], admin), 'secret update').stdout, /revision 2; rolling update of web/);
+    dbPassword = next;
+    const t2 = await waitFor('the rolled-out task', async () => { const x = await task(); return x && x.id !== t1.id ? x : undefined; }, 60_000, 300);
+    assert.equal((await exec(t2.id, 'sha256sum /run/secrets/db')).split(' ')[0], sha256(next));
+    assert.deepEqual(diskHits(), []);
+    assert.ok(!existsSync(join(filesRoot(), t1.id)), 'the old task\'s files are gone');
+
+    // Taken out of the service, it can go; the task's files go with the task.
+    ok(await yun(['service', 'update', 'web', '--secret-rm', 'db-password', '--config-rm', 'app-conf', '--detach=false'], admin, undefined, 60_000), 'service update --secret-rm');
+    ok(await yun(['service', 'rm', 'web'], admin), 'service rm');
+    await waitFor('the task files to go', async () => (readdirSync(filesRoot()).length === 0 ? true : undefined), 30_000, 200);
+    ok(await yun(['config', 'rm', 'app-conf'], admin), 'config rm');
+  });
+
+  it('a process task finds its secrets under $YUN_SECRETS_DIR', async () => {
+    ok(await yun(['service', 'create', '--name', 'proc', '--secret', 'db-password', '--detach=false', '--',
+      'sh', '-c', 'sha256sum "$YUN_SECRETS_DIR/db-password"; stat -c "%a" "$YUN_SECRETS_DIR/db-password"; sleep 3600'], admin, undefined, 60_000), 'service create');
+    const logs = await waitFor('its output', async () => {
+      const out = (await yun(['service', 'logs', 'proc'], admin)).stdout;
+      return /\n?444\s*$/m.test(out) ? out : undefined;
+    }, 30_000, 200);
+    assert.ok(logs.includes(sha256(dbPassword)), logs);
+    assert.deepEqual(diskHits(), []);
+    ok(await yun(['service', 'rm', 'proc'], admin), 'service rm');
+    await waitFor('the task files to go', async () => (readdirSync(filesRoot()).length === 0 ? true : undefined), 30_000, 200);
+  });
+
   it('rotate-key re-seals every secret with a new key and drops the old one', async () => {
     ok(await yun(['secret', 'create', 'second', '-'], admin, 'another-value'), 'secret create from stdin');
     const before = Keyring.open(join(dataDir, 'secrets.key')).activeKid;
@@ -141,7 +234,7 @@ describe('secrets and configs', () => {
         assert.equal(d.sealed.kid, r.key_id);
         return ring.unseal(d.sealed, sealAad('secret', row.id)).toString();
       });
-      assert.deepEqual(plain, [secret, 'another-value']);
+      assert.deepEqual(plain, [dbPassword, 'another-value']);
       // A seal copied onto another secret does not open: it is bound to its object.
       const d0 = JSON.parse(rows[0]!.data) as { sealed: import('../src/secrets/keyring.js').Sealed };
       assert.throws(() => ring.unseal(d0.sealed, sealAad('secret', rows[1]!.id)));

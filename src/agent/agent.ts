@@ -11,6 +11,8 @@ import { newVolumeRecord, VolumeRunner, type VolumeHost, type VolumeRecord } fro
 import { VolumeFiles } from './volume-files.js';
 import { PortAllocator } from './ports.js';
 import { TaskRunner, type RunnerHost } from './task-runner.js';
+import { defaultFilesRoot, TaskFiles } from './task-files.js';
+import type { DeliveredFile } from '../secrets/delivery.js';
 import type { NodeImages } from './images.js';
 import { AgentDataplane } from './dataplane.js';
 
@@ -29,6 +31,8 @@ export interface AgentOptions {
   /** Port of the data-plane tunnel (default 7444; 0: none) and the TLS material it needs. */
   tunnelPort?: number;
   tls?: { cert: string; key: string; ca: string };
+  /** Where tasks' secrets and configs are kept: a tmpfs (default /dev/shm/yunstack/NODE). */
+  filesDir?: string;
   /** Reconnect backoff: first delay and cap. */
   backoffMs?: { initial: number; max: number };
 }
@@ -79,6 +83,7 @@ export class Agent {
       nodeId: opts.nodeId,
       images: opts.images,
       overlay: this.dataplane.overlay,
+      files: new TaskFiles(opts.filesDir ?? defaultFilesRoot(opts.nodeId)),
       report: (id, status) => this.queueStatus(id, status),
       forget: (id) => { this.runners.delete(id); this.pending.delete(id); },
     };
@@ -143,7 +148,9 @@ export class Agent {
   /** Reattach to tasks on disk, then keep a session open with the manager. */
   async start(): Promise<void> {
     await this.dataplane.start();
-    for (const rec of this.store.loadAll()) {
+    const records = this.store.loadAll();
+    this.host.files.sweep(new Set(records.filter((r) => !isTerminal(r.status.state)).map((r) => r.id)));
+    for (const rec of records) {
       const runner = new TaskRunner(this.host, rec);
       this.runners.set(rec.id, runner);
       await runner.reattach();
@@ -233,13 +240,13 @@ export class Agent {
         return;
       case 'assignments': {
         const ids = new Set(m.tasks.map((t) => t.id));
-        for (const t of m.tasks) this.onTask(t.id, t.data);
+        for (const t of m.tasks) this.onTask(t.id, t.data, t.files);
         for (const r of [...this.runners.values()]) if (!ids.has(r.id)) r.remove();
         this.flush();
         return;
       }
       case 'task':
-        this.onTask(m.id, m.data);
+        this.onTask(m.id, m.data, m.files);
         return;
       case 'task_removed':
         this.runners.get(m.id)?.remove();
@@ -344,7 +351,7 @@ export class Agent {
     }
   }
 
-  private onTask(id: string, data: TaskData): void {
+  private onTask(id: string, data: TaskData, files?: DeliveredFile[]): void {
     let r = this.runners.get(id);
     if (!r) {
       if (isTerminal(data.status.state) && data.desired_state !== 'running') return; // history, nothing to run
@@ -352,7 +359,7 @@ export class Agent {
       r = new TaskRunner(this.host, rec);
       this.runners.set(id, r);
     }
-    r.update(data);
+    r.update(data, files);
   }
 
   private onServer(x: import('../dispatcher/protocol.js').AssignedServer): void {

@@ -11,6 +11,8 @@ import type { PortAllocator } from './ports.js';
 import type { NodeImages } from './images.js';
 import type { OverlayHost } from './overlay.js';
 import type { NetworkAttachment } from '../drivers/driver.js';
+import type { DeliveredFile } from '../secrets/delivery.js';
+import type { PlacedFiles, TaskFiles } from './task-files.js';
 
 export interface RunnerHost {
   drivers: Map<string, Driver>;
@@ -25,6 +27,8 @@ export interface RunnerHost {
   images?: NodeImages;
   /** Overlay networks of this node (null when it cannot build them). */
   overlay?: OverlayHost | null;
+  /** Secrets and configs of tasks, on a tmpfs of this node. */
+  files: TaskFiles;
   report(taskId: string, status: TaskStatus): void;
   forget(taskId: string): void;
 }
@@ -41,6 +45,8 @@ export class TaskRunner {
   private waiting = false;
   readonly logs: LogCollector;
   private removed = false;
+  /** The task's secrets and configs as delivered, in memory only until they are placed on the tmpfs. */
+  private delivered?: DeliveredFile[];
 
   constructor(private host: RunnerHost, public record: TaskRecord) {
     this.logs = new LogCollector(record.id, host.store.dir(record.id));
@@ -72,9 +78,10 @@ export class TaskRunner {
     this.host.report(this.id, this.record.status);
   }
 
-  /** New desired state or spec from the manager. */
-  update(data: TaskData): void {
+  /** New desired state or spec from the manager (with the task's files while it has yet to start). */
+  update(data: TaskData, files?: DeliveredFile[]): void {
     this.record.data = data;
+    if (files) this.delivered = files;
     this.host.store.save(this.record);
     this.enqueue(() => this.advance());
   }
@@ -86,6 +93,7 @@ export class TaskRunner {
     this.enqueue(async () => {
       await this.advance();
       this.logs.stop();
+      this.host.files.remove(this.id);
       this.host.store.remove(this.id);
       this.host.forget(this.id);
     });
@@ -155,6 +163,19 @@ export class TaskRunner {
     }
     const dir = this.host.store.dir(this.id);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    let placed: PlacedFiles | undefined;
+    if ((d.spec.secrets?.length ?? 0) + (d.spec.configs?.length ?? 0) > 0) {
+      try {
+        if (!this.delivered) throw new Error('they did not arrive with the task');
+        placed = this.host.files.place(this.id, this.delivered);
+      } catch (e) {
+        this.releasePorts(ports);
+        this.setStatus('rejected', { message: 'secrets not available', error: `placing the task's secrets and configs failed: ${(e as Error).message}` });
+        return;
+      } finally {
+        this.delivered = undefined;
+      }
+    }
     const env: Record<string, string> = { ...d.spec.env };
     if (ports[0]) env.PORT ??= String(ports[0].host_port);
     for (const p of ports) env[`YUN_PORT_${p.target}`] = String(p.host_port);
@@ -164,10 +185,17 @@ export class TaskRunner {
     env.YUN_NODE_ID = this.host.nodeId;
     env.YUN_NODE_ADDRESS = this.host.address;
     if (d.slot !== null) env.YUN_TASK_SLOT = String(d.slot);
+    // Drivers that give a task its own root file system show each file at its target; a process
+    // task finds the same tree under $YUN_FILES_ROOT (a secret of /run/secrets/x at $YUN_SECRETS_DIR/x).
+    const ownRoot = driver.capabilities.image_kinds.includes('container');
+    if (placed && !ownRoot) {
+      env.YUN_FILES_ROOT = placed.root;
+      env.YUN_SECRETS_DIR = `${placed.root}/run/secrets`;
+    }
     const config: TaskConfig = {
       id: this.id, name: taskName(d), dir, command: d.spec.command, shell: d.spec.shell, env,
       workdir: d.spec.workdir, user: d.spec.user, hostname: d.spec.hostname ?? taskName(d), image: d.spec.image,
-      mounts: d.spec.mounts, read_only: d.spec.read_only, limits: d.spec.resources.limits, ports,
+      mounts: [...d.spec.mounts, ...(placed && ownRoot ? placed.mounts : [])], read_only: d.spec.read_only, limits: d.spec.resources.limits, ports,
       cgroup_parent: this.host.cgroupParent,
       network_mode: d.spec.network_mode ?? 'private',
       ...(networks.length ? { networks } : {}),
@@ -181,6 +209,7 @@ export class TaskRunner {
       handle = await driver.start(config);
     } catch (e) {
       this.releasePorts(ports);
+      this.host.files.remove(this.id);
       const msg = e instanceof DriverError ? e.message : `starting the task failed: ${(e as Error).message}`;
       this.setStatus('failed', { message: 'starting failed', error: msg, exit_code: null });
       return;
@@ -285,6 +314,7 @@ export class TaskRunner {
     const driver = this.driver;
     const handle = this.record.handle;
     if (driver && handle) void driver.destroy(handle).catch((e) => this.host.log.warn({ err: e, task_id: this.id }, 'destroy failed'));
+    this.host.files.remove(this.id);
     if (this.removed) return;
   }
 

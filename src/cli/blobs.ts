@@ -15,19 +15,21 @@ interface Kind {
 export const SECRET_CLI: Kind = { kind: 'secret', collection: 'secrets', sealed: true };
 export const CONFIG_CLI: Kind = { kind: 'config', collection: 'configs', sealed: false };
 
+function readContent(file: string): Buffer {
+  try {
+    return readFileSync(file === '-' ? 0 : file);
+  } catch (e) {
+    throw usage(`${file} cannot be read: ${(e as Error).message}`);
+  }
+}
+
 export const blobCreate = (k: Kind) => defineCommand({
   path: [k.kind, 'create'],
   summary: k.sealed ? 'Create a secret from a file or standard input (-): sealed at rest, never shown again.' : 'Create a config from a file or standard input (-).',
   configure: (c) => c.argument('<name>', `${k.kind} name`).argument('<file>', 'the content: a file, or - for standard input')
     .option('-l, --label <key=value>', 'a label (repeatable)', (v: string, p: string[] = []) => [...p, v]).option('--json', 'print JSON'),
   parse: (a, o) => {
-    const file = a[1] as string;
-    let content: Buffer;
-    try {
-      content = readFileSync(file === '-' ? 0 : file);
-    } catch (e) {
-      throw usage(`${file} cannot be read: ${(e as Error).message}`);
-    }
+    const content = readContent(a[1] as string);
     const labels = o.label ? parseLabels(o.label as string[]) : undefined;
     return { body: { name: a[0] as string, data: content.toString('base64'), ...(labels ? { labels } : {}) }, json: Boolean(o.json) };
   },
@@ -35,6 +37,19 @@ export const blobCreate = (k: Kind) => defineCommand({
     const s = (await ctx.client().request<Record<string, any>>('POST', `/v1/${k.collection}`, { body: i.body })).body;
     if (i.json) return ctx.out.json(s);
     ctx.out.line(String(s.id));
+  },
+});
+
+export const blobUpdate = (k: Kind) => defineCommand({
+  path: [k.kind, 'update'],
+  summary: `Give a ${k.kind} new content (a file or - for standard input): a new revision, rolled out to the services that use it.`,
+  configure: (c) => c.argument('<name>', 'name or id').argument('<file>', 'the new content: a file, or - for standard input').option('--json', 'print JSON'),
+  parse: (a, o) => ({ ref: a[0] as string, body: { data: readContent(a[1] as string).toString('base64') }, json: Boolean(o.json) }),
+  async run(i, ctx) {
+    const s = (await ctx.client().request<Record<string, any>>('PUT', `/v1/${k.collection}/${encodeURIComponent(i.ref)}`, { body: i.body })).body;
+    if (i.json) return ctx.out.json(s);
+    const services = (s.services ?? []) as string[];
+    ctx.out.line(`${s.name}: revision ${s.revision}${services.length ? `; rolling update of ${services.join(', ')} (follow with \`yun service ps SERVICE\`)` : '; no service uses it'}`);
   },
 });
 
@@ -53,6 +68,7 @@ export const blobLs = (k: Kind) => defineCommand({
       { header: 'id', get: (s) => s.id },
       { header: 'name', get: (s) => s.name },
       { header: 'size', get: (s) => formatSize(Number(s.size)) },
+      { header: 'revision', get: (s) => s.revision ?? 1 },
       { header: 'created', get: (s) => age(s.created_at) },
     ]);
   },
@@ -67,7 +83,7 @@ export const blobInspect = (k: Kind) => defineCommand({
     const s = await ctx.client().get<Record<string, any>>(`/v1/${k.collection}/${encodeURIComponent(i.ref)}`);
     if (!i.pretty) return ctx.out.json(s);
     const labels = Object.entries((s.labels ?? {}) as Record<string, string>).map(([a, b]) => `${a}=${b}`).join(', ');
-    ctx.out.fields([['id', s.id], ['name', s.name], ['size', formatSize(Number(s.size))], ['labels', labels], ['created', s.created_at],
+    ctx.out.fields([['id', s.id], ['name', s.name], ['size', formatSize(Number(s.size))], ['revision', s.revision ?? 1], ['labels', labels], ['created', s.created_at],
       ...(k.sealed ? [] : [['data', Buffer.from(String(s.data), 'base64').toString('utf8')] as [string, unknown]])]);
   },
 });

@@ -4,7 +4,7 @@ import { usage } from './cli-error.js';
 import { parseDuration } from '../util/duration.js';
 import { parseSize } from '../util/size.js';
 import { parseConstraint } from '../scheduler/constraints.js';
-import type { Mount, PortConfig, ServiceSpec, ServiceSpecInput } from '../services/spec.js';
+import type { FileRef, Mount, PortConfig, ServiceSpec, ServiceSpecInput } from '../services/spec.js';
 
 /**
  * The flags `service create` and `service update` share, parsed into (a part of) a service spec.
@@ -114,6 +114,25 @@ export function parseMount(text: string): Mount {
   return { type: type as Mount['type'], ...(f.source ? { source: f.source } : {}), target: f.target, readonly, ...(size !== undefined ? { tmpfs_size_bytes: size } : {}) };
 }
 
+/** A secret or config for a task: `NAME` or `source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0400]`. */
+export function parseFileRef(flag: string, text: string): Pick<FileRef, 'source'> & Partial<FileRef> {
+  const f: Record<string, string> = {};
+  if (!text.includes('=')) f.source = text;
+  else {
+    for (const part of text.split(',')) {
+      const i = part.indexOf('=');
+      const k = (i < 0 ? part : part.slice(0, i)).trim();
+      const key = { src: 'source', dst: 'target', destination: 'target' }[k] ?? k;
+      if (!['source', 'target', 'uid', 'gid', 'mode'].includes(key) || i < 0) throw usage(`--${flag} "${text}": unknown field "${k}" (fields: source, target, uid, gid, mode)`);
+      f[key] = part.slice(i + 1).trim();
+    }
+  }
+  if (!f.source) throw usage(`--${flag} "${text}" needs source=NAME`);
+  for (const k of ['uid', 'gid'] as const) if (f[k] !== undefined && !/^[0-9]{1,10}$/.test(f[k]!)) throw usage(`--${flag} "${text}": ${k} must be a number, not "${f[k]}"`);
+  if (f.mode !== undefined && !/^0?[0-7]{1,3}$/.test(f.mode)) throw usage(`--${flag} "${text}": mode must be octal, e.g. 0400, not "${f.mode}"`);
+  return { source: f.source, ...(f.target ? { target: f.target } : {}), ...(f.uid ? { uid: f.uid } : {}), ...(f.gid ? { gid: f.gid } : {}), ...(f.mode ? { mode: parseInt(f.mode, 8) } : {}) };
+}
+
 export function parseConstraintFlag(text: string): string {
   const c = parseConstraint(text);
   if (typeof c === 'string') throw usage(`--constraint ${c}`);
@@ -175,6 +194,8 @@ export function declareSpecFlags(c: Command, mode: 'create' | 'update'): Command
       .option('--placement-pref <pref>', `spread=node.labels.KEY${rep}`, collect)
       .option('-p, --publish <spec>', `published=P,target=T[,mode=ingress|host] or P:T${rep}`, collect)
       .option('--mount <spec>', `type=bind|tmpfs,source=…,target=…[,readonly]${rep}`, collect)
+      .option('--secret <spec>', `give the tasks a secret: NAME or source=NAME,target=/run/secrets/F,uid=0,gid=0,mode=0400${rep}`, collect)
+      .option('--config <spec>', `give the tasks a config: NAME or source=NAME,target=/PATH,uid=0,gid=0,mode=0444${rep}`, collect)
       .option('--network <name>', `attach to a network${rep}`, collect);
   } else {
     c.option('--env-add <K=V>', 'add or change an environment variable', collect).option('--env-rm <K>', 'remove an environment variable', collect)
@@ -183,6 +204,8 @@ export function declareSpecFlags(c: Command, mode: 'create' | 'update'): Command
       .option('--placement-pref-add <pref>', 'add a placement preference', collect).option('--placement-pref-rm <pref>', 'remove a placement preference', collect)
       .option('--publish-add <spec>', 'publish a port', collect).option('--publish-rm <target|published>', 'unpublish a port', collect)
       .option('--mount-add <spec>', 'add a mount', collect).option('--mount-rm <target>', 'remove a mount by target', collect)
+      .option('--secret-add <spec>', 'add a secret (NAME or source=…,target=…)', collect).option('--secret-rm <name>', 'remove a secret', collect)
+      .option('--config-add <spec>', 'add a config (NAME or source=…,target=…)', collect).option('--config-rm <name>', 'remove a config', collect)
       .option('--network-add <name>', 'attach to a network', collect).option('--network-rm <name>', 'detach from a network', collect)
       .option('--force', 'replace every task even if nothing changed (rolling restart)')
       .option('--rollback', 'roll back to the previous spec');

@@ -6,7 +6,8 @@ import type { Membership, NodeRole } from '../manager/membership.js';
 import type { Change, Op, Store } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import { isTerminal, stateRank, type TaskData, type TaskStatus } from '../services/task.js';
-import type { AgentMessage, AssignedServer, Channel, LogLine, ManagerMessage } from './protocol.js';
+import type { AgentMessage, AssignedServer, AssignedTask, Channel, LogLine, ManagerMessage } from './protocol.js';
+import { wantsFiles, type TaskFileSource } from '../secrets/delivery.js';
 import { applyReport } from '../servers/states.js';
 import type { ServerData, ServerReport } from '../servers/server.js';
 import type { AssignedVolume } from './protocol.js';
@@ -79,6 +80,7 @@ export class Dispatcher {
     private log: Logger,
     readonly opts: DispatcherOptions = DEFAULT_DISPATCHER,
     private managerVersion = '0',
+    private files?: TaskFileSource,
   ) {
     this.startedAt = clock.now();
   }
@@ -136,8 +138,8 @@ export class Dispatcher {
         await this.membership.register(s.nodeId, { ...m.description, role: (existing.data.role as NodeRole) ?? s.role });
         s.channel.send({ type: 'welcome', heartbeat_ms: this.opts.heartbeatMs, node_id: s.nodeId, manager_version: this.managerVersion, manager_time: this.clock.now() });
         await this.applyStatus(s, m.tasks);
-        const tasks = (await this.store.list('task', { limit: 1_000_000, filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] })).items;
-        s.channel.send({ type: 'assignments', tasks: tasks.map((t) => ({ id: t.id, data: t.data as TaskData })) });
+        const tasks = await listAll(this.store, 'task', { filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] });
+        s.channel.send({ type: 'assignments', tasks: await Promise.all(tasks.map((t) => this.assignedTask(t))) });
         await applyVolumeReports(this.store, s.nodeId, m.volumes ?? [], this.clock.iso(), (id) => s.channel.send({ type: 'volume_removed', id }));
         const volumes = await listAll(this.store, 'volume', { filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] });
         s.channel.send({ type: 'volumes', volumes: volumes.map(assignedVolume) });
@@ -269,7 +271,26 @@ export class Dispatcher {
     }
   }
 
+  /** A task for its agent; one about to start carries its secrets and configs, read at this moment. */
+  private async assignedTask(t: { id: string; project_id: string | null; data: Record<string, unknown> }): Promise<AssignedTask> {
+    const data = t.data as TaskData;
+    if (!this.files || !wantsFiles(data)) return { id: t.id, data };
+    try {
+      return { id: t.id, data, files: await this.files({ id: t.id, project_id: t.project_id, data }) };
+    } catch (e) {
+      this.log.error({ err: e, task_id: t.id }, 'reading the secrets and configs of a task failed');
+      return { id: t.id, data, files: [] };
+    }
+  }
+
+  /** Changes go out in the order they came, even when a task's files take a moment to read. */
+  private outbox: Promise<void> = Promise.resolve();
+
   private onChanges(changes: Change[]): void {
+    this.outbox = this.outbox.then(() => this.sendChanges(changes)).catch((e) => this.log.error({ err: e }, 'sending changes to agents failed'));
+  }
+
+  private async sendChanges(changes: Change[]): Promise<void> {
     for (const c of changes) {
       if (c.kind === 'server') {
         const d = c.object.data as ServerData;
@@ -293,7 +314,7 @@ export class Dispatcher {
       const s = this.sessions.get(d.node_id);
       if (!s?.ready) continue;
       if (c.type === 'delete') s.channel.send({ type: 'task_removed', id: c.id });
-      else s.channel.send({ type: 'task', id: c.id, data: d });
+      else s.channel.send({ type: 'task', ...(await this.assignedTask(c.object)) });
     }
   }
 

@@ -7,6 +7,7 @@ import type { DriverFingerprint } from '../drivers/driver.js';
 import type { CheckResult } from '../doctor/checks.js';
 import type { ServerData, ServerReport } from '../servers/server.js';
 import type { VolumeData, VolumeReport } from '../volumes/volume.js';
+import type { DeliveredFile } from '../secrets/delivery.js';
 
 export interface NodeDescription {
   hostname: string;
@@ -46,8 +47,8 @@ export type ManagerMessage =
   | { type: 'tty_resize'; req_id: string; rows: number; cols: number }
   | { type: 'tty_close'; req_id: string }
   | import('../dataplane/controller.js').EndpointsMessage
-  | { type: 'assignments'; tasks: { id: string; data: TaskData }[] }
-  | { type: 'task'; id: string; data: TaskData }
+  | { type: 'assignments'; tasks: AssignedTask[] }
+  | ({ type: 'task' } & AssignedTask)
   | { type: 'task_removed'; id: string }
   | { type: 'servers'; servers: AssignedServer[] }
   | { type: 'server'; server: AssignedServer }
@@ -60,6 +61,13 @@ export type ManagerMessage =
   | { type: 'logs_cancel'; req_id: string }
   | { type: 'exec_request'; req_id: string; task_id: string; command: string[]; timeout_ms: number }
   | { type: 'error'; code: string; detail: string };
+
+/** A task as its node gets it: with its secrets and configs while it has yet to start. */
+export interface AssignedTask {
+  id: string;
+  data: TaskData;
+  files?: DeliveredFile[];
+}
 
 /** A server as its node gets it. */
 export interface AssignedServer {

@@ -27,6 +27,12 @@ export async function commitChecked(store: Store, attempt: () => Promise<Op[]>, 
 /** The guard of a project's quota usage: every write that adds to it bumps it. */
 export const quotaGuard = (projectId: string) => `quota/${projectId}`;
 
+/**
+ * The guard of a secret or config: a service that starts to use it and its removal both bump it,
+ * so a removal never misses a service that took it up meanwhile.
+ */
+export const fileGuard = (id: string) => `file/${id}`;
+
 /** The keys of the claims that make allocations unique in the cluster. */
 export const claimKeys = {
   serviceVip: (index: number) => `service-vip/${index}`,

@@ -20,6 +20,8 @@ export const MAX_BLOB_BYTES = 500 * 1024;
 
 export interface BlobData {
   size: number;
+  /** The content's revision: 1 when created, one more on each update (absent on the first ones stored: 1). */
+  revision?: number;
   labels: Record<string, string>;
   /** Secrets only. */
   sealed?: Sealed;

@@ -1,4 +1,5 @@
 import { Keyring } from '../secrets/keyring.js';
+import { fileSource } from '../secrets/delivery.js';
 import { mkdirSync, realpathSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -149,7 +150,8 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     const membership = new Membership(store, clock, pki.caFingerprint);
     const scheme = opts.insecureHttp ? 'http' : 'https';
     const localHost = isWildcard(host) ? '127.0.0.1' : host;
-    const dispatcher = new Dispatcher(store, membership, clock, log.child({ component: 'dispatcher' }), opts.dispatcher ?? DEFAULT_DISPATCHER, VERSION);
+    const keyring = Keyring.open(join(realDir, 'secrets.key'));
+    const dispatcher = new Dispatcher(store, membership, clock, log.child({ component: 'dispatcher' }), opts.dispatcher ?? DEFAULT_DISPATCHER, VERSION, fileSource(store, keyring));
     const orchestrator = new Orchestrator(store, clock, log.child({ component: 'orchestrator' }));
     const scheduler = new SchedulerRunner(store, clock, log.child({ component: 'scheduler' }));
     const nodeId = loadOrCreateNodeId(realDir);
@@ -162,7 +164,7 @@ export async function startCloud(opts: UpOptions): Promise<Cloud> {
     if (killed) log.warn({ images: killed }, 'images left saving by the last run were killed');
     const ctx: ManagerContext = {
       store, identity, clock, log, membership, startedAt: t0, dispatcher, orchestrator, scheduler, images,
-      keyring: Keyring.open(join(realDir, 'secrets.key')),
+      keyring,
       caKeyPem: () => pki.ca.keyPem,
       config: {
         publicUrl: '', advertiseUrl: '', caCertPem: pki.ca.certPem, caFingerprint: pki.caFingerprint, version: VERSION,

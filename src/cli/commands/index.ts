@@ -68,6 +68,8 @@ import configLs from './config-ls.js';
 import configInspect from './config-inspect.js';
 import configRm from './config-rm.js';
 import secretRotateKey from './secret-rotate-key.js';
+import secretUpdate from './secret-update.js';
+import configUpdate from './config-update.js';
 import serverCreate from './server-create.js';
 import serverLs from './server-ls.js';
 import serverShow from './server-show.js';
@@ -120,7 +122,7 @@ export const commands: CommandSpec<any>[] = [
   networkCreate, networkLs, networkInspect, networkRm, run,
   flavorLs, flavorShow, flavorCreate, flavorRm, keypairCreate, keypairLs, keypairShow, keypairRm,
   serverCreate, serverLs, serverShow, serverStart, serverStop, serverReboot, serverPause, serverUnpause, serverSuspend, serverResume, serverRebuild, serverResize, serverResizeConfirm, serverResizeRevert, serverConsoleLog, serverConsole, serverEvents, serverRm, serverImageCreate, imageDownload,
-  secretCreate, secretLs, secretInspect, secretRm, secretRotateKey, configCreate, configLs, configInspect, configRm,
+  secretCreate, secretLs, secretInspect, secretUpdate, secretRm, secretRotateKey, configCreate, configLs, configInspect, configUpdate, configRm,
   volumeCreate, volumeLs, volumeShow, volumeExtend, volumeAttach, volumeDetach, volumeRm, volumeSnapshot, volumeSnapshotLs, volumeSnapshotRm,
 ];
 
@@ -140,7 +142,7 @@ export const groups: Record<string, string> = {
   network: 'Create, list, inspect and remove overlay networks.',
   flavor: 'List, show, create and remove flavors (server sizes).',
   keypair: 'Import, list and remove SSH key pairs for servers.',
-  secret: 'Create, list, inspect and remove secrets (sealed at rest, never shown again).',
-  config: 'Create, list, inspect and remove configs.',
+  secret: 'Create, list, inspect, update and remove secrets (sealed at rest, never shown again).',
+  config: 'Create, list, inspect, update and remove configs.',
   server: 'Servers: VMs and system containers with an OpenStack-style lifecycle.',
 };

@@ -1,6 +1,7 @@
 import { defineCommand } from '../command.js';
 import { usage } from '../cli-error.js';
-import { declareSpecFlags, parseConstraintFlag, parseEnv, parseLabels, parseMount, parsePlacementPref, parsePublish, specFromFlags } from '../service-flags.js';
+import { declareSpecFlags, parseConstraintFlag, parseEnv, parseFileRef, parseLabels, parseMount, parsePlacementPref, parsePublish, specFromFlags } from '../service-flags.js';
+import type { FileRef } from '../../services/spec.js';
 import { followConvergence } from '../progress.js';
 
 export default defineCommand({
@@ -29,6 +30,9 @@ export default defineCommand({
       };
     }
     if (o.mount) task.mounts = (o.mount as string[]).map(parseMount);
+    // Partial references: the server fills in the defaults (target, owner, mode).
+    if (o.secret) task.secrets = (o.secret as string[]).map((x) => parseFileRef('secret', x)) as FileRef[];
+    if (o.config) task.configs = (o.config as string[]).map((x) => parseFileRef('config', x)) as FileRef[];
     if (o.label) spec.labels = parseLabels(o.label as string[]);
     if (o.publish) spec.endpoint = { ...(spec.endpoint ?? {}), ports: (o.publish as string[]).map(parsePublish) };
     if (o.network) {

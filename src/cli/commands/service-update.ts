@@ -1,6 +1,6 @@
 import { defineCommand } from '../command.js';
 import { CliError, usage } from '../cli-error.js';
-import { declareSpecFlags, parseConstraintFlag, parseEnv, parseLabels, parseMount, parsePlacementPref, parsePublish, specFromFlags } from '../service-flags.js';
+import { declareSpecFlags, parseConstraintFlag, parseEnv, parseFileRef, parseLabels, parseMount, parsePlacementPref, parsePublish, specFromFlags } from '../service-flags.js';
 import { followConvergence } from '../progress.js';
 import type { ServiceSpec } from '../../services/spec.js';
 
@@ -25,6 +25,17 @@ function edit(o: Record<string, unknown>, cur: ServiceSpec): Record<string, unkn
     const rm = new Set((o.mountRm as string[] | undefined) ?? []);
     const add = ((o.mountAdd as string[] | undefined) ?? []).map(parseMount);
     task.mounts = [...cur.task.mounts.filter((m) => !rm.has(m.target) && !add.some((a) => a.target === m.target)), ...add];
+  }
+  for (const k of ['secret', 'config'] as const) {
+    const addFlag = o[`${k}Add`] as string[] | undefined;
+    const rmFlag = o[`${k}Rm`] as string[] | undefined;
+    if (!addFlag && !rmFlag) continue;
+    const rm = new Set(rmFlag ?? []);
+    const add = (addFlag ?? []).map((x) => parseFileRef(`${k}-add`, x));
+    const field = k === 'secret' ? 'secrets' : 'configs';
+    // What stays is sent by name again (the server resolves each to its current revision).
+    const keep = (cur.task[field] ?? []).filter((r) => !rm.has(r.source) && !add.some((a) => a.source === r.source)).map(({ id: _i, revision: _r, ...r }) => r);
+    task[field] = [...keep, ...add];
   }
   if (o.labelAdd || o.labelRm) {
     const labels = { ...cur.labels, ...parseLabels(o.labelAdd as string[] | undefined, 'label-add') };

@@ -7,6 +7,8 @@ import { newId } from '../../util/ids.js';
 import type { Keyring } from '../../secrets/keyring.js';
 import { MAX_BLOB_BYTES, sealAad, type BlobData, type BlobKind } from '../../secrets/secret.js';
 import type { ManagerContext } from '../context.js';
+import { commitChecked, fileGuard } from '../commit.js';
+import { withSpec, type ServiceData } from '../../services/spec.js';
 import { buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireCloudAdmin, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 
 const spec: ListSpec = { filters: { name: 'name' }, sortKeys: { name: 'name', created_at: 'created_at', id: 'id' }, defaultSort: 'name' };
@@ -23,14 +25,29 @@ function view(o: StoredObject) {
  * content is sealed with the keyring before it reaches the store and no answer returns it; a
  * config's content is shown by GET. Per project; names unique in the project.
  */
-export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'store'> & { keyring: Keyring }, k: BlobKind): void {
-  const schema = { type: 'object', properties: { ...commonMeta, size: { type: 'integer' }, labels: { type: 'object', additionalProperties: { type: 'string' } }, ...(k.sealed ? {} : { data: { type: 'string' } }) } } as const;
+export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'store' | 'clock' | 'orchestrator'> & { keyring: Keyring }, k: BlobKind): void {
+  const schema = { type: 'object', properties: { ...commonMeta, size: { type: 'integer' }, revision: { type: 'integer' }, labels: { type: 'object', additionalProperties: { type: 'string' } }, ...(k.sealed ? {} : { data: { type: 'string' } }) } } as const;
   const find = async (req: FastifyRequest, ref: string) => {
     const p = principal(req);
     const o = (p.cloudAdmin ? await ctx.store.get(k.kind, ref) : undefined) ?? (await findInProjects(ctx.store, k.kind, ref, [p.project.id]));
     if (!o) throw notFound(k.kind, ref);
     return o;
   };
+
+  /** The content of a create or update, checked: base64, not empty, at most 500 KiB. */
+  const decode = (name: string, b64: string): Buffer => {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new YunError('YUN_VALIDATION_FAILED', `The data of ${k.kind} "${name}" is not base64`, { extra: { field: 'body/data' }, hint: 'Send the content base64-encoded (the CLI does this for you).' });
+    const content = Buffer.from(b64, 'base64');
+    if (content.length === 0) throw new YunError('YUN_VALIDATION_FAILED', `${k.kind === 'secret' ? 'A secret' : 'A config'} cannot be empty`, { extra: { field: 'body/data' }, hint: 'Give a file (or standard input) with the content.' });
+    if (content.length > MAX_BLOB_BYTES) throw new YunError('YUN_VALIDATION_FAILED', `${k.kind} "${name}" is ${content.length} bytes; the most is ${MAX_BLOB_BYTES} (500 KiB)`, { extra: { field: 'body/data' }, hint: 'Keep large files in a volume or an image.' });
+    return content;
+  };
+  /** How the content is stored: a secret sealed (bound to its id), a config as it is. */
+  const content_ = (id: string, content: Buffer, b64: string): Pick<BlobData, 'sealed' | 'data'> => (k.sealed ? { sealed: ctx.keyring.seal(content, sealAad(k.kind, id)) } : { data: b64 });
+
+  /** The services of the object's project whose tasks receive it. */
+  const users = async (o: StoredObject): Promise<StoredObject[]> =>
+    (await listAll(ctx.store, 'service', { projects: [o.project_id!] })).filter((svc) => ((svc.data as ServiceData).spec.task[k.collection] ?? []).some((r) => r.id === o.id));
 
   app.post(`/v1/${k.collection}`, {
     config: { action: `${k.kind}.create` },
@@ -42,13 +59,10 @@ export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'stor
   }, async (req, reply) => {
     const p = requireRole(req, 'member', `create ${k.collection}`);
     const b = req.body as { name: string; data: string; labels?: Record<string, string> };
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b.data) || b.data.length % 4 !== 0) throw new YunError('YUN_VALIDATION_FAILED', `The data of ${k.kind} "${b.name}" is not base64`, { extra: { field: 'body/data' }, hint: 'Send the content base64-encoded (the CLI does this for you).' });
-    const content = Buffer.from(b.data, 'base64');
-    if (content.length === 0) throw new YunError('YUN_VALIDATION_FAILED', `${k.kind === 'secret' ? 'A secret' : 'A config'} cannot be empty`, { extra: { field: 'body/data' }, hint: 'Give a file (or standard input) with the content.' });
-    if (content.length > MAX_BLOB_BYTES) throw new YunError('YUN_VALIDATION_FAILED', `${k.kind} "${b.name}" is ${content.length} bytes; the most is ${MAX_BLOB_BYTES} (500 KiB)`, { extra: { field: 'body/data' }, hint: 'Keep large files in a volume or an image.' });
+    const content = decode(b.name, b.data);
     if (await ctx.store.getByName(k.kind, p.project.id, b.name)) throw new YunError('YUN_NAME_CONFLICT', `A ${k.kind} named "${b.name}" already exists in project "${p.project.name}"`, { hint: `${k.kind === 'secret' ? 'Secrets' : 'Configs'} cannot change: create one with a new name (e.g. ${b.name}-v2) and move services to it.` });
     const id = newId();
-    const data: BlobData = { size: content.length, labels: b.labels ?? {}, ...(k.sealed ? { sealed: ctx.keyring.seal(content, sealAad(k.kind, id)) } : { data: b.data }) };
+    const data: BlobData = { size: content.length, revision: 1, labels: b.labels ?? {}, ...content_(id, content, b.data) };
     content.fill(0);
     const o = await ctx.store.create({ kind: k.kind, id, project_id: p.project.id, name: b.name, data: data as unknown as Record<string, unknown> });
     req.auditTarget = o.id;
@@ -73,8 +87,57 @@ export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'stor
     requireRole(req, 'member', `remove ${k.collection}`);
     const o = await find(req, (req.params as { id: string }).id);
     req.auditTarget = o.id;
-    await ctx.store.delete({ kind: k.kind, id: o.id, version: writeVersion(req, undefined, false) });
+    const version = writeVersion(req, undefined, false);
+    await commitChecked(ctx.store, async () => {
+      const g = await ctx.store.guard(fileGuard(o.id));
+      const using = await users(o);
+      if (using.length > 0) {
+        const names = using.map((svc) => svc.name).sort();
+        throw new YunError('YUN_IN_USE', `${k.kind === 'secret' ? 'Secret' : 'Config'} "${o.name}" is used by ${names.length === 1 ? 'service' : 'services'} ${names.map((n) => `"${n}"`).join(', ')}`, {
+          hint: `Take it out of ${names.length === 1 ? 'it' : 'each'} first (\`yun service update --${k.kind}-rm ${o.name} ${names.length === 1 ? names[0] : 'SERVICE'}\`), or remove ${names.length === 1 ? 'the service' : 'the services'}.`, extra: { services: names },
+        });
+      }
+      return [{ op: 'guard', key: fileGuard(o.id), version: g }, { op: 'delete', kind: k.kind, id: o.id, ...(version !== undefined ? { version } : {}) }];
+    });
     reply.code(204);
+  });
+
+  app.put(`/v1/${k.collection}/:id`, {
+    config: { action: `${k.kind}.update` },
+    schema: {
+      tags: [k.collection], summary: `Give a ${k.kind} new content: a new revision, rolled out to the services that use it as a rolling update.`, params: idParams, querystring: noQuery,
+      body: { type: 'object', additionalProperties: false, required: ['data'], properties: { data: { type: 'string', description: 'The new content, base64.' }, version: { type: 'integer', minimum: 1 } } },
+      response: { 200: { type: 'object', properties: { ...schema.properties, services: { type: 'array', items: { type: 'string' }, description: 'The services rolled out.' } } } },
+    },
+  }, async (req) => {
+    requireRole(req, 'member', `update ${k.collection}`);
+    const b = req.body as { data: string; version?: number };
+    const ref = (req.params as { id: string }).id;
+    let rolled: StoredObject[] = [];
+    const [updated] = await commitChecked(ctx.store, async () => {
+      const o = await find(req, ref);
+      req.auditTarget = o.id;
+      if (b.version !== undefined && b.version !== o.version) throw new YunError('YUN_VERSION_CONFLICT', `${k.kind} "${o.name}" is at version ${o.version}, not ${b.version}`, { extra: { current_version: o.version } });
+      const content = decode(o.name, b.data);
+      const d = o.data as unknown as BlobData;
+      const revision = (d.revision ?? 1) + 1;
+      const next: BlobData = { ...d, size: content.length, revision, ...content_(o.id, content, b.data) };
+      content.fill(0);
+      const now = ctx.clock.iso();
+      rolled = await users(o);
+      const g = await ctx.store.guard(fileGuard(o.id));
+      return [
+        { op: 'guard', key: fileGuard(o.id), version: g },
+        { op: 'update', kind: k.kind, id: o.id, version: o.version, data: next as unknown as Record<string, unknown> },
+        ...rolled.map((svc) => {
+          const sd = svc.data as ServiceData;
+          const refs = (sd.spec.task[k.collection] ?? []).map((r) => (r.id === o.id ? { ...r, revision } : r));
+          return { op: 'update' as const, kind: 'service', id: svc.id, version: svc.version, data: withSpec(sd, { ...sd.spec, task: { ...sd.spec.task, [k.collection]: refs } }, now) };
+        }),
+      ];
+    }, { objectChanged: true });
+    for (const svc of rolled) ctx.orchestrator.enqueue(svc.id);
+    return { ...view(updated!), services: rolled.map((svc) => svc.name).sort() };
   });
 
   if (!k.sealed) return;

@@ -1,0 +1,73 @@
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { MountSpec } from '../drivers/driver.js';
+import type { DeliveredFile } from '../secrets/delivery.js';
+
+/** statfs(2) magic numbers of file systems that live in memory only. */
+const MEMORY_FS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
+
+/** Where a node keeps its tasks' secrets and configs by default: a tmpfs every Linux has. */
+export const defaultFilesRoot = (nodeId: string) => `/dev/shm/yunstack/${nodeId}`;
+
+/** A task's files as placed on the node: the tree's root, and the bind mounts that show each at its target. */
+export interface PlacedFiles {
+  root: string;
+  mounts: MountSpec[];
+}
+
+/**
+ * The secrets and configs of this node's tasks, each task's in a tree of its own on a file system
+ * in memory (refused when `root` is on a disk), laid out as inside the task (`ROOT/TASK/run/secrets/x`),
+ * with the owner and mode each asks for. Removed when the task ends; what a crash left behind goes
+ * when the agent starts again.
+ */
+export class TaskFiles {
+  constructor(readonly root: string) {}
+
+  private ensureRoot(): void {
+    mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    const type = Number(statfsSync(this.root).type);
+    if (!MEMORY_FS.has(type)) throw new Error(`${this.root} is not on a tmpfs (file system type 0x${type.toString(16)}): secrets are kept in memory only, never on a disk; mount a tmpfs there or point the agent elsewhere`);
+  }
+
+  dir(taskId: string): string {
+    return join(this.root, taskId);
+  }
+
+  /** Write the task's files; throws (writing nothing) when one of them could not be had. */
+  place(taskId: string, files: DeliveredFile[]): PlacedFiles {
+    for (const f of files) if (f.data === undefined) throw new Error(f.error ?? `${f.kind} "${f.name}" did not arrive with the task`);
+    this.ensureRoot();
+    const dir = this.dir(taskId);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o711 });
+    const asRoot = process.getuid?.() === 0;
+    try {
+      for (const f of files) {
+        const p = join(dir, f.target);
+        mkdirSync(dirname(p), { recursive: true, mode: 0o755 });
+        const content = Buffer.from(f.data!, 'base64');
+        writeFileSync(p, content, { mode: 0o600 });
+        content.fill(0);
+        // A non-root agent's tasks all run as its own user: the files stay that user's.
+        if (asRoot) chownSync(p, Number(f.uid), Number(f.gid));
+        chmodSync(p, f.mode);
+      }
+    } catch (e) {
+      this.remove(taskId);
+      throw e;
+    }
+    return { root: dir, mounts: files.map((f) => ({ type: 'bind', source: join(dir, f.target), target: f.target, readonly: true })) };
+  }
+
+  remove(taskId: string): void {
+    rmSync(this.dir(taskId), { recursive: true, force: true });
+  }
+
+  /** Remove the files of tasks this node no longer has. */
+  sweep(keep: Set<string>): void {
+    let entries: string[];
+    try { entries = readdirSync(this.root); } catch { return; }
+    for (const id of entries) if (!keep.has(id)) this.remove(id);
+  }
+}
