@@ -194,6 +194,42 @@ describe('overlay networks, VIPs and the routing mesh across three hosts (networ
     }
   });
 
+  it('a backend\'s node dies: the mesh (kernel DNAT to other nodes) loses no request, none waits 1.5 s', async (t) => {
+    if (!requireOrSkip(t, ok, why)) return;
+    nginx = await running('mynginx', 2);
+    // h1 runs no backend: its published port is DNATed to both, on h2 and h3.
+    const self = (await yunJson<{ id: string; address: string }[]>(h1, ['node', 'ls'])).find((n) => n.address === h1.address)!;
+    const node = JSON.parse(await yunOk(h1, ['node', 'inspect', self.id])) as { dataplane: { fast_path: string; fast_path_remote: string } };
+    assert.equal(node.dataplane.fast_path_remote, 'on', JSON.stringify(node.dataplane));
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(/on node (\S+)/.exec((await httpGet(h1, `http://${h1.address}:8091/`)).stdout)?.[1] ?? '?');
+    assert.deepEqual([...seen].sort(), [h2.address, h3.address].sort());
+    // …in the kernel: h1's table DNATs port 8091 to both and masquerades what goes to them.
+    const rules = (await h1.exec(['nft', 'list', 'ruleset'])).stdout;
+    assert.match(rules, /tcp dport 8091 dnat (ip )?to numgen inc mod 2 map/, rules);
+    assert.match(rules, /ct status dnat ip daddr \. tcp dport @remote_backends masquerade/, rules);
+    // h3 drops off the LAN: its packets go nowhere, as when a machine loses power.
+    const peer = `${lan.prefix}p3`;
+    const times: number[] = [];
+    execFileSync('ip', ['-n', lan.lanNs, 'link', 'set', peer, 'down']);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const t0 = Date.now();
+        const r = await httpGet(h1, `http://${h1.address}:8091/`, 5000);
+        const ms = Date.now() - t0;
+        times.push(ms);
+        assert.equal(r.code, 0, `request ${i} failed after ${ms} ms: ${r.stderr}`);
+        assert.match(r.stdout, new RegExp(`on node ${h2.address.replace(/\./g, '\\.')}`), `request ${i}`);
+        assert.ok(ms < 1500, `request ${i} took ${ms} ms (all: ${times.join(', ')})`);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      t.diagnostic(`request times with h3 gone (ms): ${times.join(', ')}`);
+    } finally {
+      execFileSync('ip', ['-n', lan.lanNs, 'link', 'set', peer, 'up']);
+    }
+    await waitFor('3 ready nodes again', async () => (await yunJson<{ status: string }[]>(h1, ['node', 'ls'])).every((n) => n.status === 'ready') || undefined, 60_000);
+  });
+
   it('networks are isolated; `yun run --network` is refused on a non-attachable network and works on an attachable one', async (t) => {
     if (!requireOrSkip(t, ok, why)) return;
     await yunOk(h1, ['network', 'create', 'mynet2', '--subnet', '10.99.0.0/24']);

@@ -6,6 +6,7 @@ import { vipAddress, type Endpoint } from '../dataplane/endpoints.js';
 import type { DataplaneNetwork, DataplaneNode, EndpointsMessage } from '../dataplane/controller.js';
 import { OverlayHost, VXLAN_PORT } from './overlay.js';
 import { NftFastPath, nftTableName, type FastRule } from '../dataplane/nft.js';
+import { BackendProbe, conntrackProblem, dropConnections, PROBE_INTERVAL_MS, type ProbeTarget } from '../dataplane/probe.js';
 
 export interface AgentDataplaneOptions {
   nodeId: string;
@@ -44,8 +45,16 @@ export class AgentDataplane {
   private tunnel?: TunnelServer;
   /** The nftables fast path (kernel DNAT for services whose backends are all on this node). */
   readonly fast: NftFastPath;
-  /** How many service ports the fast path carries now. */
+  /** How many service ports the fast path carries now (of them, with backends on other nodes). */
   private fastRules = 0;
+  private fastRemoteRules = 0;
+  /** Why backends on other nodes stay on the proxy and tunnel, or null when the kernel reaches them. */
+  remoteProblem: string | null = 'not probed yet';
+  private readonly probe = new BackendProbe({
+    onChange: () => this.resync(),
+    // Its rules are replaced first, so a SYN sent again is DNATed to a backend that answers.
+    onDown: (t) => { void this.resync().then(() => dropConnections(t)); },
+  });
   /** The port the tunnel listens on, once it does. */
   tunnelPort: number | null = null;
 
@@ -112,9 +121,12 @@ export class AgentDataplane {
       dataplane: {
         path: this.fast.problem === null ? 'nftables+portable' : 'portable',
         why: this.fast.problem === null
-          ? `nftables DNAT (round robin in the kernel) for services whose healthy tasks all run on this node (${this.fastRules} port(s) now); the agent's proxy for the rest: it reaches other nodes over the mutual-TLS tunnel and moves on to the next backend when one fails`
+          ? (this.remoteProblem === null
+            ? `nftables DNAT (round robin in the kernel) for published ports and VIPs (${this.fastRules} port(s) now, ${this.fastRemoteRules} with tasks on other nodes: DNATed and masqueraded to those that answer a TCP probe every ${PROBE_INTERVAL_MS} ms); the agent's proxy for the rest (clients with a 127/8 source, overlay VIPs): it reaches other nodes over the mutual-TLS tunnel and moves on to the next backend when one fails`
+            : `nftables DNAT (round robin in the kernel) for services whose healthy tasks all run on this node (${this.fastRules} port(s) now); the agent's proxy for the rest: it reaches other nodes over the mutual-TLS tunnel and moves on to the next backend when one fails (kernel DNAT to other nodes is off: ${this.remoteProblem})`)
           : `the agent's proxy (L4 round robin over healthy tasks, a failed connect moves on to the next backend at once; node-to-node over one mutual-TLS port; no IPVS, VXLAN or nftables needed) — the nftables fast path is off: ${this.fast.problem}`,
         fast_path: this.fast.problem === null ? 'on' : `off: ${this.fast.problem}`,
+        fast_path_remote: this.remoteProblem === null ? 'on' : `off: ${this.remoteProblem}`,
         dns: this.dnsAddress ?? null,
         tunnel_port: this.tunnelPort,
         overlay: overlayProblem ? { available: false, reason: overlayProblem } : { available: true, vxlan: this.overlay?.vxlanProblem ?? 'ok', networks: this.overlay?.attached().map((n) => n.name) ?? [] },
@@ -160,7 +172,10 @@ export class AgentDataplane {
 
   async start(): Promise<void> {
     const why = await this.fast.probe();
-    this.opts.log.info({ fast_path: why === null ? 'nftables' : `off: ${why}` }, 'data path');
+    this.remoteProblem = why !== null ? `the fast path is off: ${why}`
+      : process.env.YUN_MESH_REMOTE === 'tunnel' ? 'turned off (YUN_MESH_REMOTE=tunnel): traffic to other nodes stays on the mutual-TLS tunnel'
+        : await conntrackProblem();
+    this.opts.log.info({ fast_path: why === null ? 'nftables' : `off: ${why}`, remote: this.remoteProblem === null ? 'nftables' : `tunnel: ${this.remoteProblem}` }, 'data path');
     if (this.opts.tls && this.opts.tunnelPort) {
       this.tunnel = new TunnelServer({
         ...this.opts.tls,
@@ -196,6 +211,7 @@ export class AgentDataplane {
   }
 
   async stop(): Promise<void> {
+    this.probe.stop();
     await this.fast.close().catch(() => undefined);
     await this.proxy.close().catch(() => undefined);
     await this.tunnel?.close().catch(() => undefined);
@@ -208,7 +224,13 @@ export class AgentDataplane {
     for (const id of m.remove) this.endpoints.delete(id);
     this.nodes = m.nodes;
     this.networks = m.networks ?? [];
+    void this.resync();
+  }
+
+  /** Apply what is known now, after any sync under way. */
+  private resync(): Promise<void> {
     this.syncing = this.syncing.then(() => this.sync()).catch((e) => this.opts.log.error({ err: e }, 'data plane sync failed'));
+    return this.syncing;
   }
 
   /** Resolves once the last update has been applied (tests). */
@@ -290,11 +312,25 @@ export class AgentDataplane {
       }
     }
     const fast: FastRule[] = [];
+    const probed = new Map<string, ProbeTarget>();
+    let remoteRules = 0;
     for (const w of wanted.values()) {
-      if (w.backends.length === 0 || !w.backends.every((b) => b.local)) continue;
-      fast.push({ address: w.address === '0.0.0.0' ? null : w.address, port: w.port, backends: w.backends.map((b) => ({ host: b.host, port: b.port })) });
+      if (w.backends.length === 0) continue;
+      let backends = w.backends.map((b) => ({ host: b.host, port: b.port, remote: !b.local }));
+      if (!w.backends.every((b) => b.local)) {
+        // Backends on other nodes: in the kernel too, those the probes reach (not overlay VIPs,
+        // which answer their network's tasks only, a check the proxy makes).
+        if (this.remoteProblem !== null || w.network) continue;
+        for (const b of backends) if (b.remote) probed.set(`${b.host}:${b.port}`, { host: b.host, port: b.port });
+        backends = backends.filter((b) => !b.remote || this.probe.isUp(b.host, b.port));
+        if (backends.length === 0) continue;
+        remoteRules++;
+      }
+      fast.push({ address: w.address === '0.0.0.0' ? null : w.address, port: w.port, backends });
     }
+    this.probe.set([...probed.values()]);
     this.fastRules = this.fast.problem === null ? fast.length : 0;
+    this.fastRemoteRules = this.fast.problem === null ? remoteRules : 0;
     await this.fast.apply(fast);
     for (const [key, w] of wanted) {
       if (this.listening.has(key)) this.proxy.setBackends(key, w.backends);

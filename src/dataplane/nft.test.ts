@@ -18,6 +18,19 @@ describe('nftables fast path: rendering', () => {
     assert.equal(t.match(/type nat hook (output|prerouting)/g)?.length, 2);
   });
 
+  it('backends on other nodes: masqueraded, and left to the proxy for clients with a 127/8 source', () => {
+    const t = renderTable('yun_x', [
+      { address: null, port: 8091, backends: [{ host: '10.0.0.5', port: 80 }, { host: '10.0.1.5', port: 80, remote: true }] },
+      { address: '127.100.0.1', port: 80, backends: [{ host: '127.0.0.2', port: 4001 }] },
+    ]);
+    assert.match(t, /set remote_backends \{\n\s+type ipv4_addr \. inet_service\n\s+elements = \{ 10\.0\.1\.5 \. 80 \}/);
+    assert.match(t, /chain output \{[\s\S]*?ip saddr != 127\.0\.0\.0\/8 fib daddr type local tcp dport 8091 dnat/);
+    assert.match(t, /chain output \{[\s\S]*?\n    ip daddr 127\.100\.0\.1 tcp dport 80 dnat to 127\.0\.0\.2:4001/, 'a local-only rule keeps every source');
+    assert.match(t, /chain prerouting \{[\s\S]*?\n    fib daddr type local tcp dport 8091 dnat/);
+    assert.match(t, /type nat hook postrouting priority 100; policy accept;\n    ct status dnat ip daddr \. tcp dport @remote_backends masquerade/);
+    assert.doesNotMatch(renderTable('yun_x', [{ address: null, port: 1, backends: [{ host: '10.0.0.5', port: 80 }] }]), /postrouting|remote_backends/);
+  });
+
   it('refuses anything that is not an address, a port or a table name', () => {
     assert.throws(() => renderTable('x; flush ruleset', []));
     assert.throws(() => renderTable('t', [{ address: '1.2.3.4; drop', port: 1, backends: [{ host: '1.1.1.1', port: 1 }] }]));

@@ -3,8 +3,10 @@ import { spawn } from 'node:child_process';
 /**
  * The nftables fast path of the data plane: VIP:port and published ports become kernel DNAT rules
  * (a round robin over the backends with `numgen inc`), so connections skip the proxy entirely.
- * Only services whose healthy backends are all on this node are taken (the kernel cannot use the
- * mutual-TLS tunnel, nor try the next backend when one refuses); the rest stay on the portable proxy.
+ * Backends on other nodes are DNATed too and masqueraded (so replies come back through this node);
+ * the agent keeps only those its probes reach in the maps (src/dataplane/probe.ts). Clients with a
+ * loopback source (127/8) reach remote backends through the proxy instead: the kernel will not route
+ * a 127/8 source off the node.
  *
  * Each agent owns one table (`ip yun_<octet>`), replaced as a whole in one transaction on every
  * change, so several agents on one machine (test nodes on 127.0.0.x) never touch each other's rules.
@@ -13,8 +15,10 @@ export interface FastRule {
   /** Destination the clients use: a VIP, or the node's address for a published port (null: any local address). */
   address: string | null;
   port: number;
-  backends: { host: string; port: number }[];
+  backends: { host: string; port: number; remote?: boolean }[];
 }
+
+const LOOPBACK = '127.0.0.0/8';
 
 const ADDR = /^\d{1,3}(\.\d{1,3}){3}$/;
 
@@ -27,6 +31,8 @@ export function nftTableName(nodeId: string): string {
 export function renderTable(table: string, rules: FastRule[]): string {
   if (!/^[a-z0-9_]{1,30}$/.test(table)) throw new Error(`bad nftables table name ${table}`);
   const lines: string[] = [];
+  const outLines: string[] = [];
+  const remote = new Set<string>();
   for (const r of rules) {
     if (r.backends.length === 0) continue;
     if (r.address !== null && !ADDR.test(r.address)) throw new Error(`bad address ${r.address}`);
@@ -36,11 +42,19 @@ export function renderTable(table: string, rules: FastRule[]): string {
     const target = r.backends.length === 1
       ? `dnat to ${r.backends[0]!.host}:${r.backends[0]!.port}`
       : `dnat to numgen inc mod ${r.backends.length} map { ${r.backends.map((b, i) => `${i} : ${b.host} . ${b.port}`).join(', ')} }`;
+    const remoteHere = r.backends.filter((b) => b.remote);
+    for (const b of remoteHere) remote.add(`${b.host} . ${b.port}`);
     lines.push(`    ${match} ${target}`);
+    outLines.push(`    ${remoteHere.length ? `ip saddr != ${LOOPBACK} ` : ''}${match} ${target}`);
   }
-  const chain = (name: string, hook: string) => `  chain ${name} {\n    type nat hook ${hook} priority -100; policy accept;\n${lines.join('\n')}${lines.length ? '\n' : ''}  }`;
+  const chain = (name: string, hook: string, body: string[], priority = -100) => `  chain ${name} {\n    type nat hook ${hook} priority ${priority}; policy accept;\n${body.join('\n')}${body.length ? '\n' : ''}  }`;
+  const parts = [chain('output', 'output', outLines), chain('prerouting', 'prerouting', lines)];
+  if (remote.size) {
+    parts.unshift(`  set remote_backends {\n    type ipv4_addr . inet_service\n    elements = { ${[...remote].join(', ')} }\n  }`);
+    parts.push(chain('postrouting', 'postrouting', ['    ct status dnat ip daddr . tcp dport @remote_backends masquerade'], 100));
+  }
   // "table …" first makes the delete valid when the table does not exist yet: one atomic transaction.
-  return `table ip ${table}\ndelete table ip ${table}\ntable ip ${table} {\n${chain('output', 'output')}\n${chain('prerouting', 'prerouting')}\n}\n`;
+  return `table ip ${table}\ndelete table ip ${table}\ntable ip ${table} {\n${parts.join('\n')}\n}\n`;
 }
 
 export function runNft(args: string[], input?: string): Promise<{ code: number | null; stderr: string }> {

@@ -331,6 +331,9 @@ export class Dispatcher {
         const secs = ((now - last) / 1000).toFixed(1);
         this.log.warn({ node_id: n.id, node: n.name, silent_s: secs }, 'node down: heartbeats missed');
         await this.membership.setStatus(n.id, 'down', `no heartbeat for ${secs}s (down after ${this.opts.downAfterMs / 1000}s)`).catch(() => undefined);
+        // Its session is over too: when the node is heard from again (a partition heals), it says
+        // hello anew and is registered ready, instead of heartbeating into a session marked down.
+        this.sessions.get(n.id)?.channel.close('no heartbeat: the node was marked down');
       }
     }
   }

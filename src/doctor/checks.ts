@@ -111,6 +111,11 @@ export async function localChecks(opts: { dataDir: string; clusterHosts: string[
     ? { name: 'nftables', status: 'pass', detail: nft }
     : { name: 'nftables', status: 'warn', detail: 'nft not found: the nftables fast path is unavailable (the portable proxy path is used)', fix: 'Optional: install the Debian package nftables.' });
 
+  const ct = await has('conntrack', ['--version']);
+  out.push(ct
+    ? { name: 'conntrack', status: 'pass', detail: `${ct}: the fast path DNATs to tasks on other nodes too` }
+    : { name: 'conntrack', status: 'warn', detail: 'conntrack not found: traffic to tasks on other nodes stays on the proxy and tunnel (the kernel fast path needs it to drop connections to a backend that stops answering)', fix: 'Optional: install the Debian package conntrack.' });
+
   try {
     const st = statfsSync(opts.dataDir);
     const free = Number(st.bavail) * Number(st.bsize);
