@@ -355,7 +355,9 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
     // A previous attempt with this id (an agent that died while starting it), or the stopped run of
     // an instance, is cleared first; an instance keeps its mounted root file system.
     if (await exists(join(this.runcRoot, id))) await runc.delete(id, true).catch(() => undefined);
-    if (mode !== 'boot' && (await isMountPoint(rootfs))) await unmount(host.umount!, rootfs);
+    // A fresh task has no rootfs dir yet: skip reading /proc/self/mountinfo, which grows with every
+    // container on the node (100 concurrent starts each reading it cost ~5% of the CPU).
+    if (mode !== 'boot' && (await exists(rootfs)) && (await isMountPoint(rootfs))) await unmount(host.umount!, rootfs);
     await Promise.all([rm(join(dir, EXIT_FILE), { force: true }), rm(join(dir, EXIT_JSON), { force: true }), rm(pidFile, { force: true })]);
     for (const k of [...this.results.keys()]) if (k.startsWith(id + ':')) this.results.delete(k);
 

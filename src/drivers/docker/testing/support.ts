@@ -63,9 +63,10 @@ function mountsUnder(dir: string): string[] {
 /**
  * Start a dockerd of our own: data, exec root, pid file and socket in `root` (a short path: the
  * socket path must stay under 108 bytes), no bridge, no iptables. overlay2, falling back to vfs
- * when overlayfs does not work where `root` is.
+ * when overlayfs does not work where `root` is. `env` adds to the daemon's environment (e.g.
+ * `DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`, so swarm mode never tries a registry for a local image).
  */
-export async function startTestDockerd(root: string, log: (line: string) => void = () => undefined): Promise<TestEngine> {
+export async function startTestDockerd(root: string, log: (line: string) => void = () => undefined, opts: { env?: Record<string, string> } = {}): Promise<TestEngine> {
   let lastLog = '';
   // YUN_TEST_DOCKER_STORAGE=vfs forces one storage driver (e.g. where overlayfs is known not to work).
   const forced = process.env.YUN_TEST_DOCKER_STORAGE;
@@ -85,7 +86,7 @@ export async function startTestDockerd(root: string, log: (line: string) => void
         `--storage-driver=${storage}`,
         '--log-level=warn',
       ],
-      { stdio: ['ignore', fd, fd], detached: false },
+      { stdio: ['ignore', fd, fd], detached: false, ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) },
     );
     closeSync(fd);
     const pid = child.pid!;
