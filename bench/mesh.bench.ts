@@ -6,6 +6,10 @@
 //     a VIP or a published port whose healthy backends all run on it (root + nft; else skipped),
 //   - through HAProxy (Debian, `mode tcp`, the same two backends, round robin), one thread (as the
 //     Node proxy's one event loop) and with its default threads.
+//   - across nodes (root, iproute2, nft): three hosts made of network namespaces on a bridge of
+//     their own; the load from host C to node A, whose mesh port reaches node B's backends by the
+//     agent's own nftables rules (DNAT + masquerade), by the proxy + mTLS tunnel, and by HAProxy;
+//     against C → B direct. YUN_BENCH_MESH_NETNS=0 leaves it out.
 // Targets: VIP and mesh ≥ 0.8× direct throughput and ≥ HAProxy's; added p50 latency ≤ 50 µs.
 //
 // Every party is its own process, all on 127.0.0.0/8: two node:http backends (node B, 127.0.0.2),
@@ -86,24 +90,27 @@ async function roleBackend(host: string, id: string): Promise<void> {
 interface ProxyConfig {
   backends: { host: string; port: number }[];
   tunnel: { cert: string; key: string; ca: string; host: string; port: number };
+  /** Where it listens (default: the loopback layout's VIP and node A). */
+  vip?: string;
+  mesh?: string;
 }
 
 async function roleProxy(cfgPath: string): Promise<void> {
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as ProxyConfig;
   const dial = tunnelDialer({ cert: cfg.tunnel.cert, key: cfg.tunnel.key, ca: cfg.tunnel.ca, nodeAddress: (id) => (id === 'node-b' ? { host: cfg.tunnel.host, port: cfg.tunnel.port } : undefined) });
   const proxy = new L4Proxy({ dial });
-  const vipPort = await proxy.listen('vip', VIP, 0);
+  const vipPort = await proxy.listen('vip', cfg.vip ?? VIP, 0);
   proxy.setBackends('vip', cfg.backends.map((b, i): Backend => ({ id: `t${i + 1}`, host: b.host, port: b.port, node_id: 'node-a', local: true })));
-  const meshPort = await proxy.listen('mesh', NODE_A, 0);
+  const meshPort = await proxy.listen('mesh', cfg.mesh ?? NODE_A, 0);
   proxy.setBackends('mesh', cfg.backends.map((b, i): Backend => ({ id: `t${i + 1}`, host: b.host, port: b.port, node_id: 'node-b', local: false })));
   ready({ vipPort, meshPort });
 }
 
 async function roleTunnel(cfgPath: string): Promise<void> {
-  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { cert: string; key: string; ca: string; targets: string[] };
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { cert: string; key: string; ca: string; targets: string[]; listen?: string };
   const targets = new Set(cfg.targets);
   const server = new TunnelServer({ cert: cfg.cert, key: cfg.key, ca: cfg.ca, allow: (id) => id === 'node-a', resolveTarget: (t) => targets.has(`${t.host}:${t.port}`) });
-  ready({ port: await server.listen(NODE_B, 0) });
+  ready({ port: await server.listen(cfg.listen ?? NODE_B, 0) });
 }
 
 interface LoadResult {
@@ -264,8 +271,12 @@ interface Run extends LoadResult {
   other_pct: number;
 }
 
-async function runLoad(targets: string, conns: number, seconds: number, warmup: number, watch: Record<string, ChildProcess>): Promise<Run> {
-  const loader = spawn(process.execPath, [SELF, '--role', 'load', targets, String(conns), String(seconds), String(warmup)], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** A command run inside a network namespace (`ip netns exec` execs it: the pid stays the same). */
+const inNs = (ns: string | undefined, cmd: string, args: string[]): [string, string[]] => (ns ? ['ip', ['netns', 'exec', ns, cmd, ...args]] : [cmd, args]);
+
+async function runLoad(targets: string, conns: number, seconds: number, warmup: number, watch: Record<string, ChildProcess>, ns?: string): Promise<Run> {
+  const [cmd, args] = inNs(ns, process.execPath, [SELF, '--role', 'load', targets, String(conns), String(seconds), String(warmup)]);
+  const loader = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(loader);
   let out = '';
   loader.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -319,7 +330,7 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-function haproxyConfig(port: number, backends: { host: string; port: number }[], threads: number | undefined): string {
+function haproxyConfig(port: number, backends: { host: string; port: number }[], threads: number | undefined, bind = HAPROXY_ADDR): string {
   return [
     'global',
     '  maxconn 4000',
@@ -332,7 +343,7 @@ function haproxyConfig(port: number, backends: { host: string; port: number }[],
     '  retries 2',
     '  option redispatch',
     'frontend vip',
-    `  bind ${HAPROXY_ADDR}:${port}`,
+    `  bind ${bind}:${port}`,
     '  default_backend tasks',
     'backend tasks',
     '  balance roundrobin',
@@ -376,14 +387,70 @@ function row(name: string, value: string, target: string, ok: boolean | undefine
   return `${name.padEnd(48)} ${value.padStart(16)}   ${target.padEnd(10)} ${ok === undefined ? '' : ok ? 'PASS' : 'MISS'}`;
 }
 
+let acrossWhy = '';
+
+/**
+ * The same paths across real (namespaced) hosts: node B runs the backends and the tunnel, node A
+ * the mesh (nftables DNAT to B with masquerade, as the agent writes it; the proxy + tunnel; HAProxy),
+ * and the load comes from a third host. Needs root, iproute2 and nft; undefined (with why) otherwise.
+ */
+async function acrossNodes(dir: string, ca: Awaited<ReturnType<typeof import('../src/pki/ca.js').createCA>>, haproxy: boolean, cleanups: (() => Promise<void>)[]): Promise<{ paths: Record<string, { targets: string; watch: Record<string, ChildProcess>; label: string; ns: string; base: string }> } | undefined> {
+  if (process.env.YUN_BENCH_MESH_NETNS === '0') { acrossWhy = 'YUN_BENCH_MESH_NETNS=0'; return undefined; }
+  const { createLan, lanSupport } = await import('../test/helpers/netns.js');
+  const sup = await lanSupport({ nft: true });
+  if (!sup.ok) { acrossWhy = sup.reason; return undefined; }
+  const lan = await createLan(3, { subnet: '172.31.249' });
+  cleanups.push(() => lan.cleanup());
+  const [a, b, c] = lan.hosts as [typeof lan.hosts[0], typeof lan.hosts[0], typeof lan.hosts[0]];
+  const { issueCertificate } = await import('../src/pki/ca.js');
+  const cA = await issueCertificate(ca, { commonName: 'node-a', organizationalUnit: 'worker', hosts: [a.address], usage: 'both' });
+  const cB = await issueCertificate(ca, { commonName: 'node-b', organizationalUnit: 'worker', hosts: [b.address], usage: 'both' });
+  const child = (ns: string, args: string[], name: string) => startChild(...inNs(ns, process.execPath, [SELF, ...args]), name);
+  const b1 = await child(b.ns, ['--role', 'backend', b.address, '1'], 'backend 1 (node B)');
+  const b2 = await child(b.ns, ['--role', 'backend', b.address, '2'], 'backend 2 (node B)');
+  const backends = [{ host: b.address, port: b1.info.port! }, { host: b.address, port: b2.info.port! }];
+  const tCfg = join(dir, 'x-tunnel.json');
+  writeFileSync(tCfg, JSON.stringify({ cert: cB.certPem, key: cB.keyPem, ca: ca.certPem, targets: backends.map((x) => `${x.host}:${x.port}`), listen: b.address }));
+  const tunnel = await child(b.ns, ['--role', 'tunnel', tCfg], 'tunnel (node B)');
+  const pCfg = join(dir, 'x-proxy.json');
+  writeFileSync(pCfg, JSON.stringify({ backends, tunnel: { cert: cA.certPem, key: cA.keyPem, ca: ca.certPem, host: b.address, port: tunnel.info.port! }, vip: a.address, mesh: a.address } satisfies ProxyConfig));
+  const proxy = await child(a.ns, ['--role', 'proxy', pCfg], 'proxy (node A)');
+  // The agent's own rendering: DNAT with numgen to node B's backends, masqueraded.
+  const { renderTable } = await import('../src/dataplane/nft.js');
+  const NFT_PORT = 8091;
+  const nft = spawnSync('ip', ['netns', 'exec', a.ns, 'nft', '-f', '-'], { input: renderTable('yun_benchx', [{ address: a.address, port: NFT_PORT, backends: backends.map((x) => ({ ...x, remote: true })) }]), encoding: 'utf8' });
+  if (nft.status !== 0) throw new Error(`nft in node A: ${nft.stderr}`);
+  const bk = { backend1: b1.child, backend2: b2.child };
+  const paths: Record<string, { targets: string; watch: Record<string, ChildProcess>; label: string; ns: string; base: string }> = {
+    x_direct: { label: 'direct (client → node B)', targets: backends.map((x) => `${x.host}:${x.port}`).join(','), watch: bk, ns: c.ns, base: 'x_direct' },
+    x_mesh_nft: { label: 'mesh across nodes (nftables DNAT)', targets: `${a.address}:${NFT_PORT}`, watch: bk, ns: c.ns, base: 'x_direct' },
+    x_mesh: { label: 'mesh across nodes (proxy + mTLS tunnel)', targets: `${a.address}:${proxy.info.meshPort}`, watch: { ...bk, proxy: proxy.child, tunnel: tunnel.child }, ns: c.ns, base: 'x_direct' },
+  };
+  if (haproxy) {
+    const HA_PORT = 18081;
+    const cfg = join(dir, 'x-haproxy.cfg');
+    writeFileSync(cfg, haproxyConfig(HA_PORT, backends, 1, a.address));
+    const ha = spawn(...inNs(a.ns, 'haproxy', ['-f', cfg, '-db']), { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(ha);
+    const probe = `require('net').connect(${HA_PORT}, ${JSON.stringify(a.address)}).on('connect', () => process.exit(0)).on('error', () => process.exit(1))`;
+    for (let i = 0; ; i++) {
+      if (spawnSync('ip', ['netns', 'exec', c.ns, process.execPath, '-e', probe]).status === 0) break;
+      if (i > 50 || ha.exitCode !== null) throw new Error('haproxy in node A did not listen');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    paths.x_haproxy = { label: 'HAProxy across nodes, nbthread 1', targets: `${a.address}:${HA_PORT}`, watch: { ...bk, haproxy: ha }, ns: c.ns, base: 'x_direct' };
+  }
+  return { paths };
+}
+
 async function main(): Promise<void> {
   const { createCA, issueCertificate } = await import('../src/pki/ca.js');
   const dir = mkdtempSync(join(tmpdir(), 'yun-bench-mesh-'));
   const started = performance.now();
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async () => {
-    for (const c of cleanups.splice(0)) await c().catch(() => undefined);
     for (const c of children.reverse()) await stopChild(c);
+    for (const c of cleanups.splice(0)) await c().catch(() => undefined);
   };
   const onSignal = () => {
     void stopAll().finally(() => process.exit(130));
@@ -417,7 +484,7 @@ async function main(): Promise<void> {
       await fast.apply([{ address: VIP_NFT, port: 80, backends }, { address: NODE_A, port: meshNftPort, backends }]);
       cleanups.push(() => fast.close());
     }
-    const paths: Record<string, { targets: string; watch: Record<string, ChildProcess>; label: string }> = {
+    const paths: Record<string, { targets: string; watch: Record<string, ChildProcess>; label: string; ns?: string; base?: string }> = {
       direct: { label: 'direct (client → backends)', targets: backends.map((b) => `${b.host}:${b.port}`).join(','), watch: bk },
       vip: { label: 'VIP (L4Proxy, direct dial)', targets: `${VIP}:${proxy.info.vipPort}`, watch: { ...bk, proxy: proxy.child } },
       mesh: { label: 'routing mesh (L4Proxy + mTLS tunnel)', targets: `${NODE_A}:${proxy.info.meshPort}`, watch: { ...bk, proxy: proxy.child, tunnel: tunnel.child } },
@@ -430,13 +497,15 @@ async function main(): Promise<void> {
       paths.haproxy = { label: 'HAProxy mode tcp, nbthread 1', targets: `${HAPROXY_ADDR}:${ha1.port}`, watch: { ...bk, haproxy: ha1.child } };
       paths.haproxy_default = { label: 'HAProxy mode tcp, default threads', targets: `${HAPROXY_ADDR}:${haN.port}`, watch: { ...bk, haproxy: haN.child } };
     }
-    const proxyProcs: Record<string, string[]> = { direct: [], vip: ['proxy'], mesh: ['proxy', 'tunnel'], vip_nft: [], mesh_nft: [], haproxy: ['haproxy'], haproxy_default: ['haproxy'] };
+    const across = await acrossNodes(dir, ca, haVersion !== undefined, cleanups);
+    if (across) Object.assign(paths, across.paths);
+    const proxyProcs: Record<string, string[]> = { direct: [], vip: ['proxy'], mesh: ['proxy', 'tunnel'], vip_nft: [], mesh_nft: [], haproxy: ['haproxy'], haproxy_default: ['haproxy'], x_direct: [], x_mesh_nft: [], x_mesh: ['proxy', 'tunnel'], x_haproxy: ['haproxy'] };
     const rounds: Record<string, Figures[]> = {};
     for (let r = 0; r < CFG.rounds; r++) {
       // Interleaved, so a slow moment of the machine does not hit one path only.
       for (const [name, p] of Object.entries(paths)) {
-        const thr = await runLoad(p.targets, CFG.conns, CFG.seconds, CFG.warmupSeconds, p.watch);
-        const lat = await runLoad(p.targets, 1, CFG.latencySeconds, 0.2, {});
+        const thr = await runLoad(p.targets, CFG.conns, CFG.seconds, CFG.warmupSeconds, p.watch, p.ns);
+        const lat = await runLoad(p.targets, 1, CFG.latencySeconds, 0.2, {}, p.ns);
         const proxyPct = proxyProcs[name]!.reduce((sum, k) => sum + (thr.cpu_pct[k] ?? 0), 0);
         (rounds[name] ??= []).push({
           rps: thr.rps,
@@ -471,8 +540,9 @@ async function main(): Promise<void> {
     for (const [name, p] of Object.entries(paths)) {
       const f = best[name]!;
       const c = f.cpu_pct;
+      if (name === 'x_direct') lines.push(`across nodes (network namespaces: client host → node A → node B over a bridge; ×direct is client → node B):`);
       lines.push(
-        `${p.label.padEnd(38)} ${fmtRps(f.rps).padStart(10)} ${(f.rps / d.rps).toFixed(2).padStart(7)} ${us(f.p50_us).padStart(7)} ${us(f.p99_us).padStart(7)} ${`${us(f.loaded_p50_us)}/${us(f.loaded_p99_us)}`.padStart(16)} ${(name === 'direct' ? '-' : `${f.proxy_cpu_us_per_req.toFixed(1)} µs`).padStart(13)}  ${c.loadgen ?? '-'}/${(c.backend1 ?? 0) + (c.backend2 ?? 0)}/${c.proxy ?? c.haproxy ?? '-'}/${c.tunnel ?? '-'}, ${f.other_pct}`,
+        `${p.label.padEnd(38)} ${fmtRps(f.rps).padStart(10)} ${(f.rps / best[p.base ?? 'direct']!.rps).toFixed(2).padStart(7)} ${us(f.p50_us).padStart(7)} ${us(f.p99_us).padStart(7)} ${`${us(f.loaded_p50_us)}/${us(f.loaded_p99_us)}`.padStart(16)} ${(name === 'direct' ? '-' : `${f.proxy_cpu_us_per_req.toFixed(1)} µs`).padStart(13)}  ${c.loadgen ?? '-'}/${(c.backend1 ?? 0) + (c.backend2 ?? 0)}/${c.proxy ?? c.haproxy ?? '-'}/${c.tunnel ?? '-'}, ${f.other_pct}`,
       );
     }
     const maxOther = Math.max(...Object.values(best).map((f) => f.other_pct));
@@ -480,10 +550,13 @@ async function main(): Promise<void> {
     lines.push('');
     lines.push(row('figure', 'value', 'target', undefined));
     const checks: Record<string, boolean> = {};
-    const LABELS: Record<string, string> = { vip: 'VIP (proxy)', mesh: 'mesh (proxy+tunnel)', vip_nft: 'VIP (nftables)', mesh_nft: 'mesh (nftables)' };
-    for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft'].filter((n) => best[n])) {
+    const LABELS: Record<string, string> = { vip: 'VIP (proxy)', mesh: 'mesh (proxy+tunnel)', vip_nft: 'VIP (nftables)', mesh_nft: 'mesh (nftables)', x_mesh_nft: 'mesh across nodes (nftables)', x_mesh: 'mesh across nodes (proxy+tunnel)' };
+    for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft', 'x_mesh_nft', 'x_mesh'].filter((n) => best[n])) {
       const label = LABELS[name]!;
       const f = best[name]!;
+      const across = name.startsWith('x_');
+      const d = across ? best.x_direct! : best.direct!;
+      const ha = across ? best.x_haproxy : best.haproxy;
       const ratio = f.rps / d.rps;
       const added = f.p50_us - d.p50_us;
       checks[`${name}_ratio`] = ratio >= TARGETS.ratioToDirect;
@@ -491,17 +564,19 @@ async function main(): Promise<void> {
       checks[`${name}_added_p50`] = added <= TARGETS.addedP50Us;
       lines.push(row(`${label}: throughput / direct`, `${ratio.toFixed(2)}×`, `≥ ${TARGETS.ratioToDirect}×`, checks[`${name}_ratio`]));
       if (ha) lines.push(row(`${label}: throughput / HAProxy (1 thread)`, `${(f.rps / ha.rps).toFixed(2)}×`, '≥ 1×', checks[`${name}_vs_haproxy`]));
-      if (best.haproxy_default) lines.push(row(`${label}: throughput / HAProxy (default threads)`, `${(f.rps / best.haproxy_default.rps).toFixed(2)}×`, '', undefined));
+      if (best.haproxy_default && !across) lines.push(row(`${label}: throughput / HAProxy (default threads)`, `${(f.rps / best.haproxy_default.rps).toFixed(2)}×`, '', undefined));
       lines.push(row(`${label}: added p50 latency`, `${added.toFixed(0)} µs`, `≤ ${TARGETS.addedP50Us} µs`, checks[`${name}_added_p50`]));
     }
     if (ha) {
       lines.push(row('HAProxy (1 thread): throughput / direct', `${(ha.rps / d.rps).toFixed(2)}×`, '', undefined));
       lines.push(row('HAProxy (1 thread): added p50 latency', `${(ha.p50_us - d.p50_us).toFixed(0)} µs`, '', undefined));
     }
+    if (best.x_haproxy && best.x_direct) lines.push(row('HAProxy across nodes (1 thread): / direct', `${(best.x_haproxy.rps / best.x_direct.rps).toFixed(2)}×`, '', undefined));
+    if (!across) lines.push(`(across nodes: not run — ${acrossWhy})`);
     const totalErrors = Object.values(rounds).flat().reduce((sum, f) => sum + f.errors, 0);
     checks.no_failed_requests = totalErrors === 0;
     lines.push(row('failed requests (all runs)', String(totalErrors), '0', checks.no_failed_requests));
-    for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft'].filter((n) => best[n])) {
+    for (const name of ['vip', 'mesh', 'vip_nft', 'mesh_nft', 'x_mesh_nft', 'x_mesh'].filter((n) => best[n])) {
       const pb = best[name]!.per_backend;
       checks[`${name}_both_backends`] = (pb['1'] ?? 0) > 0 && (pb['2'] ?? 0) > 0;
       lines.push(row(`requests per backend, ${LABELS[name]} (1 / 2)`, `${pb['1'] ?? 0} / ${pb['2'] ?? 0}`, 'both', checks[`${name}_both_backends`]));
