@@ -38,6 +38,7 @@ export const catalogue = {
   YUN_CLAIM_TAKEN: { status: 409, title: 'Already taken', hint: 'Something else took it first (perhaps at the same moment): choose another, or retry.' },
   YUN_AMBIGUOUS_NAME: { status: 409, title: 'Name names several objects', hint: 'Name it by its id (the detail lists the candidates).' },
   YUN_IN_USE: { status: 409, title: 'Still in use', hint: 'Remove what uses it first.' },
+  YUN_DATA_TOO_NEW: { status: 409, title: 'Data from a newer version', hint: 'Run the Yunstack version that wrote the data directory, or a newer one.' },
   YUN_SUBNET_CONFLICT: { status: 409, title: 'Subnet overlaps another network', hint: 'Choose a subnet that overlaps no other network (`yun network ls` shows theirs), or leave --subnet out to get a free one.' },
   YUN_NETWORK_NOT_ATTACHABLE: { status: 409, title: 'Network not attachable', hint: 'Only services may join this network; create one with `yun network create --attachable NAME` for one-off tasks, or debug from a task of a service on it (`yun task exec`).' },
   YUN_INVALID_STATE: { status: 409, title: 'Not allowed in this state', hint: 'Wait for the action in progress to finish (`yun server show`), or bring the server into one of the states named (e.g. `yun server start`).' },

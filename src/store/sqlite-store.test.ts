@@ -31,6 +31,31 @@ runStoreConformance('sqlite', async () => {
 });
 
 describe('SqliteStore', () => {
+  it('refuses, untouched, a database a newer version wrote', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'yun-store-'));
+    try {
+      const path = join(dir, 'yun.db');
+      const latest = migrations[migrations.length - 1]!.version;
+      const db = new Database(path);
+      db.pragma(`user_version = ${latest + 1}`);
+      db.close();
+      assert.throws(() => new SqliteStore(path), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'YUN_DATA_TOO_NEW');
+        assert.match(e.message, new RegExp(`schema ${latest + 1}; this one, .*, knows schema ${latest} at most`));
+        return true;
+      });
+      const after = new Database(path, { readonly: true });
+      try {
+        assert.equal(after.pragma('user_version', { simple: true }), latest + 1);
+        assert.equal((after.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n, 0, 'no migration ran');
+      } finally {
+        after.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a watch whose replay fails leaves no listener behind', async () => {
     const store = new SqliteStore(':memory:');
     try {

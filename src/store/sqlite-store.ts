@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { VERSION } from '../version.js';
 import { YunError } from '../errors/errors.js';
 import { newId } from '../util/ids.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -80,6 +81,16 @@ export class SqliteStore implements Store {
   constructor(path: string, opts: { clock?: Clock } = {}) {
     this.clock = opts.clock ?? systemClock;
     this.db = new Database(path);
+    // A database a newer Yunstack wrote may hold what this one cannot read: refuse it untouched.
+    const found = this.db.pragma('user_version', { simple: true }) as number;
+    const known = migrations[migrations.length - 1]!.version;
+    if (found > known) {
+      this.db.close();
+      throw new YunError('YUN_DATA_TOO_NEW', `The database ${path} was written by a newer Yunstack (schema ${found}; this one, ${VERSION}, knows schema ${known} at most)`, {
+        hint: 'Run the version that wrote it, or a newer one; a data directory cannot be taken back to an older version (restore a backup this version made instead). The database was not changed.',
+        extra: { schema: found, known },
+      });
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
