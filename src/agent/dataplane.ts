@@ -51,9 +51,8 @@ export class AgentDataplane {
   /** Why backends on other nodes stay on the proxy and tunnel, or null when the kernel reaches them. */
   remoteProblem: string | null = 'not probed yet';
   private readonly probe = new BackendProbe({
-    onChange: () => this.resync(),
-    // Its rules are replaced first, so a SYN sent again is DNATed to a backend that answers.
-    onDown: (t) => { void this.resync().then(() => dropConnections(t)); },
+    // The rules are replaced first, so a SYN sent again is DNATed to a backend that answers.
+    onChange: (t, up) => { void this.resync().then(() => (up ? undefined : dropConnections(t))); },
   });
   /** The port the tunnel listens on, once it does. */
   tunnelPort: number | null = null;

@@ -45,6 +45,7 @@ export class TaskFiles {
     try {
       for (const f of files) {
         const p = join(dir, f.target);
+        if (!p.startsWith(`${dir}/`)) throw new Error(`the target ${f.target} of ${f.kind} "${f.name}" leaves the task's tree`);
         mkdirSync(dirname(p), { recursive: true, mode: 0o755 });
         const content = Buffer.from(f.data!, 'base64');
         writeFileSync(p, content, { mode: 0o600 });

@@ -202,7 +202,10 @@ export class TaskRunner {
       ...(imageInfo ? { image_info: imageInfo } : {}),
       labels: { 'yunstack.task.id': this.id, 'yunstack.service.id': d.service_id, 'yunstack.service.name': d.service_name },
     };
-    if (this.record.data.desired_state !== 'running') return this.advance();
+    if (this.record.data.desired_state !== 'running') {
+      this.host.files.remove(this.id);
+      return this.advance();
+    }
     this.setStatus('starting', { message: 'starting', ports });
     let handle: TaskHandle;
     try {

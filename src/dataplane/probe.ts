@@ -77,10 +77,8 @@ export function conntrackProblem(): Promise<string | null> {
 export interface BackendProbeOptions {
   intervalMs?: number;
   timeoutMs?: number;
-  /** A backend went down or came back (the agent rebuilds its rules). */
-  onChange: () => void;
-  /** A backend went down (after onChange's rules are applied, its connections are dropped). */
-  onDown?: (t: ProbeTarget) => void;
+  /** A backend went down or came back (the agent rebuilds its rules; after a down, drops its connections). */
+  onChange: (t: ProbeTarget, up: boolean) => void;
   reachable?: (host: string, port: number, timeoutMs: number) => Promise<boolean>;
 }
 
@@ -126,9 +124,7 @@ export class BackendProbe {
         const changed = next.up !== s.up;
         s.up = next.up;
         s.streak = next.streak;
-        if (!changed) return;
-        this.opts.onChange();
-        if (!s.up) this.opts.onDown?.({ host: s.host, port: s.port });
+        if (changed) this.opts.onChange({ host: s.host, port: s.port }, s.up);
       });
     }
   }

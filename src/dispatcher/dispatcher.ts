@@ -278,8 +278,9 @@ export class Dispatcher {
     try {
       return { id: t.id, data, files: await this.files({ id: t.id, project_id: t.project_id, data }) };
     } catch (e) {
+      // Sent without them: the agent rejects the task (it never runs without its secrets).
       this.log.error({ err: e, task_id: t.id }, 'reading the secrets and configs of a task failed');
-      return { id: t.id, data, files: [] };
+      return { id: t.id, data };
     }
   }
 

@@ -10,10 +10,12 @@ export interface BlobKind {
   collection: 'secrets' | 'configs';
   /** Sealed with the keyring, never shown again. */
   sealed: boolean;
+  /** How a message names one ("Secret \"db\" is used by …"). */
+  title: 'Secret' | 'Config';
 }
 
-export const SECRET: BlobKind = { kind: 'secret', collection: 'secrets', sealed: true };
-export const CONFIG: BlobKind = { kind: 'config', collection: 'configs', sealed: false };
+export const SECRET: BlobKind = { kind: 'secret', collection: 'secrets', sealed: true, title: 'Secret' };
+export const CONFIG: BlobKind = { kind: 'config', collection: 'configs', sealed: false, title: 'Config' };
 
 /** Docker's limit for both. */
 export const MAX_BLOB_BYTES = 500 * 1024;

@@ -93,7 +93,7 @@ export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'stor
       const using = await users(o);
       if (using.length > 0) {
         const names = using.map((svc) => svc.name).sort();
-        throw new YunError('YUN_IN_USE', `${k.kind === 'secret' ? 'Secret' : 'Config'} "${o.name}" is used by ${names.length === 1 ? 'service' : 'services'} ${names.map((n) => `"${n}"`).join(', ')}`, {
+        throw new YunError('YUN_IN_USE', `${k.title} "${o.name}" is used by ${names.length === 1 ? 'service' : 'services'} ${names.map((n) => `"${n}"`).join(', ')}`, {
           hint: `Take it out of ${names.length === 1 ? 'it' : 'each'} first (\`yun service update --${k.kind}-rm ${o.name} ${names.length === 1 ? names[0] : 'SERVICE'}\`), or remove ${names.length === 1 ? 'the service' : 'the services'}.`, extra: { services: names },
         });
       }

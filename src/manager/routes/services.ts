@@ -170,9 +170,9 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
       const refs = s.task[k.collection];
       if (!refs) continue;
       s.task[k.collection] = await Promise.all(refs.map(async (r) => {
-        const o = (await ctx.store.getByName(k.kind, projectId, r.source)) ?? (await findInProjects(ctx.store, k.kind, r.source, [projectId]));
+        const o = await findInProjects(ctx.store, k.kind, r.source, [projectId]);
         if (!o) {
-          throw new YunError('YUN_VALIDATION_FAILED', `${k.kind === 'secret' ? 'Secret' : 'Config'} "${r.source}" does not exist in this project`, {
+          throw new YunError('YUN_VALIDATION_FAILED', `${k.title} "${r.source}" does not exist in this project`, {
             hint: `Create it with \`yun ${k.kind} create ${r.source} FILE\`; \`yun ${k.kind} ls\` lists what there is.`, extra: { field: `body/task/${k.collection}` },
           });
         }
@@ -187,7 +187,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
     for (const k of [SECRET, CONFIG]) {
       for (const r of s.task[k.collection] ?? []) {
         const version = await ctx.store.guard(fileGuard(r.id!));
-        if (!(await ctx.store.get(k.kind, r.id!))) throw new YunError('YUN_VALIDATION_FAILED', `${k.kind === 'secret' ? 'Secret' : 'Config'} "${r.source}" was removed meanwhile`, { extra: { field: `body/task/${k.collection}` } });
+        if (!(await ctx.store.get(k.kind, r.id!))) throw new YunError('YUN_VALIDATION_FAILED', `${k.title} "${r.source}" was removed meanwhile`, { extra: { field: `body/task/${k.collection}` } });
         ops.push({ op: 'guard', key: fileGuard(r.id!), version });
       }
     }
