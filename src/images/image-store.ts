@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve as resolvePath } from 'node:path';
 import { type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -198,7 +198,11 @@ export class ImageStore implements ImageStoreApi {
       } else {
         const limit = expected.size;
         const h = new HashingStream(limit !== undefined ? { limit: { size: limit, onExceed: (n) => sizeMismatch(what, limit, n, { ...(expected.digest ? { digest: expected.digest } : {}) }) } } : {});
-        await pipeline(source as Readable, h, createWriteStream(tmp, { flags: 'wx', mode: 0o444 }));
+        // Open first: a stream that opens lazily can create the file after a failed pipeline's
+        // cleanup has run, leaving it behind in tmp/.
+        // The stream closes the handle when it ends or is destroyed.
+        const fh = await open(tmp, 'wx', 0o444);
+        await pipeline(source as Readable, h, fh.createWriteStream());
         digest = h.digest();
         size = h.bytes;
         if (expected.size !== undefined && size !== expected.size) throw sizeMismatch(what, expected.size, size, { ...(expected.digest ? { digest: expected.digest } : {}) });
