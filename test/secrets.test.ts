@@ -16,6 +16,7 @@ import { YUN, baseEnv, envFile, freePort, startManager, stopManager, type Manage
 import { requireOrSkip } from './helpers/cloud.js';
 import { waitFor } from './helpers/agents.js';
 import { busyboxRootfs, staticBusybox } from '../src/images/testing/fixtures.js';
+import { buildTinyVm, tinyVmSupport } from '../src/images/tinyvm/build.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const hasRunc = () => { try { execFileSync('runc', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } };
@@ -77,6 +78,7 @@ describe('secrets and configs', () => {
     // Tasks outlive their manager (it reattaches): remove what the tests left running first.
     if (m) {
       for (const svc of ['web', 'proc']) await yun(['service', 'rm', svc], admin);
+      for (const srv of ['c1', 'vm1']) await yun(['server', 'rm', '--wait', srv], admin, undefined, 120_000);
       const nodeId = readFileSync(join(dataDir, 'node-id'), 'utf8').trim();
       const running = async () => (JSON.parse((await yun(['node', 'ps', nodeId, '--json', '-f', 'desired-state=running'], admin)).stdout || '{"tasks":[]}') as { tasks: unknown[] }).tasks.length;
       await waitFor('tasks to stop', async () => ((await running()) === 0 ? true : undefined), 30_000, 300).catch(() => undefined);
@@ -214,6 +216,64 @@ describe('secrets and configs', () => {
     assert.deepEqual(diskHits(), []);
     ok(await yun(['service', 'rm', 'proc'], admin), 'service rm');
     await waitFor('the task files to go', async () => (readdirSync(filesRoot()).length === 0 ? true : undefined), 30_000, 200);
+  });
+
+  it('servers receive their secrets at every boot: a system container (oci) on a tmpfs, a VM (qemu) through a seed on a tmpfs', async (t) => {
+    const has = (bin: string) => { try { execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'pipe' }); return true; } catch { return false; } };
+    const missing = [process.getuid?.() !== 0 && 'root', !hasRunc() && 'runc', staticBusybox() === undefined && 'busybox-static', !has('qemu-system-x86_64') && 'qemu-system-x86',
+      !has('qemu-img') && 'qemu-utils', !has('mkfs.vfat') && 'dosfstools', !has('mcopy') && 'mtools'].filter(Boolean);
+    const tv = missing.length ? { ok: true as const } : await tinyVmSupport();
+    if (!tv.ok) missing.push(tv.reason);
+    if (!requireOrSkip(t, missing.length === 0, `needs ${missing.join(', ')}`)) return;
+    const tiny = await buildTinyVm();
+    ok(await yun(['image', 'import', '--disk-format', 'qcow2', '--kernel', tiny.kernel, '--initrd', tiny.initrd, '--cmdline', tiny.cmdline, '--min-ram', '128', '--name', 'tinyvm', tiny.disk], admin, undefined, 120_000), 'image import tinyvm');
+    const rootfs = join(tmp, 'rootfs-srv');
+    busyboxRootfs(rootfs, ['sh', 'cat', 'sleep', 'sha256sum', 'stat', 'grep', 'cut', 'head', 'cp', 'chmod', 'mkdir']);
+    ok(await yun(['image', 'import-rootfs', rootfs, '--name', 'busybox-srv', '--cmd', 'sh'], admin), 'image import-rootfs');
+    const ud = join(tmp, 'show-secret.sh');
+    writeFileSync(ud, '#!/bin/sh\necho "YUN-SECRET $(sha256sum /run/secrets/db-password | cut -d" " -f1) $(stat -c "%a %u %g" /run/secrets/db-password)"\n');
+    const consoleLog = async (name: string) => ok(await yun(['server', 'console-log', name], admin), 'console-log').stdout;
+    const show = async (name: string) => JSON.parse(ok(await yun(['server', 'show', name, '--json'], admin), 'show').stdout) as { id: string; status: string; secrets?: { source: string; target: string; mode: number }[] };
+    const bad = await yun(['server', 'create', '--flavor', 'm1.tiny', '--image', 'busybox-srv', '--network', 'none', '--secret', 'no-such', 'nope'], admin);
+    assert.match(bad.stderr, /Secret "no-such" does not exist in this project[\s\S]*YUN_VALIDATION_FAILED/);
+    const badTarget = await yun(['server', 'create', '--flavor', 'm1.tiny', '--image', 'busybox-srv', '--network', 'none', '--secret', 'source=db-password,target=/run/../etc/x', 'nope'], admin);
+    assert.match(badTarget.stderr, /not a plain file path[\s\S]*YUN_VALIDATION_FAILED/);
+    assert.equal(JSON.parse(ok(await yun(['server', 'ls', '--json'], admin), 'ls').stdout).length, 0, 'bad input created nothing');
+
+    for (const [name, image] of [['c1', 'busybox-srv'], ['vm1', 'tinyvm']] as const) {
+      ok(await yun(['server', 'create', '--flavor', 'm1.tiny', '--image', image, '--network', 'none', '--user-data', ud, '--secret', 'source=db-password,mode=0400,uid=0,gid=0', '--wait', name], admin, undefined, 180_000), `server create ${name}`);
+    }
+    for (const name of ['c1', 'vm1']) {
+      const line = await waitFor(`${name} prints its secret's hash`, async () => /YUN-SECRET (\S+) (\d+ \d+ \d+)/.exec(await consoleLog(name)) ?? undefined, 90_000, 500);
+      assert.equal(line[1], sha256(dbPassword), `${name} reads the secret at /run/secrets/db-password`);
+      assert.equal(line[2], '400 0 0', `${name}: the mode and owner asked for`);
+    }
+    const c1 = await show('c1');
+    const vm1 = await show('vm1');
+    assert.deepEqual(c1.secrets?.map((r) => [r.source, r.target, r.mode]), [['db-password', '/run/secrets/db-password', 0o400]]);
+    assert.match(ok(await yun(['server', 'show', 'vm1'], admin), 'show').stdout, /secrets:\s+db-password → \/run\/secrets\/db-password \(0400\)/);
+    // The container has it from the node's tmpfs (a read-only bind mount); the VM's seed is on it too.
+    const inC1 = (cmd: string) => execFileSync('runc', ['--root', '/run/yunstack-runc', 'exec', c1.id, 'sh', '-c', cmd], { encoding: 'utf8' });
+    assert.match(inC1('grep " /run/secrets/db-password " /proc/mounts'), /^\S+ \/run\/secrets\/db-password tmpfs ro[, ]/);
+    assert.ok(existsSync(join(filesRoot(), vm1.id, 'seed.img')), 'the seed that carries the secret is on the tmpfs');
+    assert.deepEqual(diskHits(), []);
+
+    // Removal is refused while servers use it, naming them.
+    const rm = await yun(['secret', 'rm', 'db-password'], admin);
+    assert.equal(rm.code, 6);
+    assert.match(rm.stderr, /Secret "db-password" is used by servers "c1", "vm1"[\s\S]*yun server rm[\s\S]*YUN_IN_USE/);
+
+    // Every boot gets them again: stopped and started, both still have it.
+    for (const name of ['c1', 'vm1']) {
+      ok(await yun(['server', 'stop', '--wait', name], admin, undefined, 120_000), `stop ${name}`);
+      ok(await yun(['server', 'start', '--wait', name], admin, undefined, 120_000), `start ${name}`);
+    }
+    assert.equal(inC1('sha256sum /run/secrets/db-password').split(' ')[0], sha256(dbPassword));
+    await waitFor('the VM placed its files twice', async () => ((await consoleLog('vm1')).match(/YUN-GUEST files placed=1/g)?.length === 2 ? true : undefined), 90_000, 500);
+    assert.deepEqual(diskHits(), []);
+
+    for (const name of ['c1', 'vm1']) ok(await yun(['server', 'rm', '--wait', name], admin, undefined, 120_000), `rm ${name}`);
+    assert.ok(!existsSync(join(filesRoot(), c1.id)) && !existsSync(join(filesRoot(), vm1.id)), 'the servers\' files go with them');
   });
 
   it('rotate-key re-seals every secret with a new key and drops the old one', async () => {

@@ -72,6 +72,7 @@ export class Agent {
     this.backoff = opts.backoffMs?.initial ?? 250;
     this.connected = new Promise((r) => { this.connectedOnce = r; });
     const drivers = new Map(opts.drivers.map((d) => [d.name, d]));
+    const files = new TaskFiles(opts.filesDir ?? defaultFilesRoot(opts.nodeId));
     this.dataplane = new AgentDataplane({ nodeId: opts.nodeId, address, dnsPort: opts.dnsPort ?? 53, tunnelPort: opts.tunnelPort ?? 7444, tls: opts.tls, log: opts.log.child({ component: 'dataplane' }) });
     this.host = {
       drivers,
@@ -83,7 +84,7 @@ export class Agent {
       nodeId: opts.nodeId,
       images: opts.images,
       overlay: this.dataplane.overlay,
-      files: new TaskFiles(opts.filesDir ?? defaultFilesRoot(opts.nodeId)),
+      files,
       report: (id, status) => this.queueStatus(id, status),
       forget: (id) => { this.runners.delete(id); this.pending.delete(id); },
     };
@@ -94,6 +95,7 @@ export class Agent {
       cgroupParent: `yunstack/${opts.nodeId}`,
       images: opts.images,
       overlay: this.dataplane.overlay,
+      files,
       report: (id, report) => {
         this.pendingServers.set(id, report);
         if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 15);
@@ -149,7 +151,8 @@ export class Agent {
   async start(): Promise<void> {
     await this.dataplane.start();
     const records = this.store.loadAll();
-    this.host.files.sweep(new Set(records.filter((r) => !isTerminal(r.status.state)).map((r) => r.id)));
+    const servers = this.serverHost.store.loadAll();
+    this.host.files.sweep(new Set([...records.filter((r) => !isTerminal(r.status.state)).map((r) => r.id), ...servers.map((r) => r.id)]));
     for (const rec of records) {
       const runner = new TaskRunner(this.host, rec);
       this.runners.set(rec.id, runner);
@@ -161,7 +164,7 @@ export class Agent {
       this.volumes.set(rec.id, runner);
       runner.resume();
     }
-    for (const rec of this.serverHost.store.loadAll()) {
+    for (const rec of servers) {
       const runner = new ServerRunner(this.serverHost, rec);
       this.servers.set(rec.id, runner);
       await runner.reattach();

@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { capable, type Driver, type NetworkAttachment, type TaskConfig, type TaskHandle, type TtyExec, type VolumeDisk } from '../drivers/driver.js';
+import { capable, type Driver, type InstanceSpec, type NetworkAttachment, type TaskConfig, type TaskHandle, type TtyExec, type VolumeDisk } from '../drivers/driver.js';
 import type { AssignedServer } from '../dispatcher/protocol.js';
 import { afterStep, EMPTY_LOCAL, planServer, powerOf, type Step, type Want } from '../servers/plan.js';
 import type { ServerReport, ServerVolume } from '../servers/server.js';
@@ -9,6 +9,9 @@ import type { NodeImages } from './images.js';
 import type { OverlayHost } from './overlay.js';
 import type { RecordStore, ServerRecord } from './persist.js';
 import { StepQueue } from './step-queue.js';
+import type { TaskFiles } from './task-files.js';
+import type { DeliveredFile } from '../secrets/delivery.js';
+import { hasRefs } from '../secrets/refs.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -24,6 +27,8 @@ export interface ServerHost {
   overlay?: OverlayHost | null;
   report(serverId: string, report: ServerReport): void;
   forget(serverId: string): void;
+  /** Where servers' secrets and configs are placed (a tmpfs), as tasks' are. */
+  files: TaskFiles;
   /** This node's volumes: where a volume's file is, and a wait for one being made (a root volume). */
   volumes?: { file(id: string): string; whenCreated(id: string, timeoutMs: number): Promise<void> };
 }
@@ -68,6 +73,9 @@ export class ServerRunner {
   /** Bumped at every boot/resume/reattach: a wait of an older process is stale. */
   private watchToken = 0;
 
+  /** The secrets and configs as they last came with the server: in memory only, never in the record. */
+  private delivered: DeliveredFile[] | undefined;
+
   constructor(private host: ServerHost, public record: ServerRecord) {}
 
   get id(): string {
@@ -98,9 +106,11 @@ export class ServerRunner {
     this.host.report(this.id, r.report);
   }
 
-  /** The server as the manager has it now. */
+  /** The server as the manager has it now (with its files when it is to boot: kept in memory only). */
   update(server: AssignedServer): void {
-    this.record.server = server;
+    const { files, ...rest } = server;
+    if (files) this.delivered = files;
+    this.record.server = rest;
     this.save();
     this.enqueue(() => this.advance());
   }
@@ -257,6 +267,7 @@ export class ServerRunner {
             this.expectingExit = false;
           }
         }
+        this.host.files.remove(this.id);
         r.handle = null;
         this.save();
         return;
@@ -325,6 +336,12 @@ export class ServerRunner {
     }
     const attached = (d.volumes ?? []).filter((v) => !v.boot).map((v) => this.disk(v));
     const image_info = await this.host.images.ensure(d.image.name, d.image.digest, (m) => this.report({ message: m }));
+    let files: InstanceSpec['files'];
+    if (hasRefs(d)) {
+      if (!this.delivered) throw new Error('its secrets and configs did not come with it (the manager sends them when the server is to boot): start it again');
+      const placed = this.host.files.place(s.id, this.delivered, 'files');
+      files = { dir: placed.root, list: placed.list };
+    }
     const networks: NetworkAttachment[] = [];
     for (const n of d.networks) {
       if (!this.host.overlay) throw new Error('this node cannot build overlay networks (the agent does not run as root)');
@@ -344,6 +361,7 @@ export class ServerRunner {
         seed: { instance_id: s.id, hostname: s.name, public_keys: d.public_keys, ...(d.user_data_b64 ? { user_data_b64: d.user_data_b64 } : {}) },
         volumes: attached,
         ...(root ? { root_volume: this.disk(root) } : {}),
+        ...(files ? { files } : {}),
       },
     };
   }
@@ -419,6 +437,6 @@ function exitPatch(exit: { exit_code: number | null; signal: string | null; erro
   };
 }
 
-export function newServerRecord(server: AssignedServer): ServerRecord {
+export function newServerRecord({ files: _files, ...server }: AssignedServer): ServerRecord {
   return { id: server.id, server, driver: null, handle: null, local: { ...EMPTY_LOCAL }, done_generation: 0, failed_generation: 0, report: { generation: 0, power_state: 'nostate' }, devices: {} };
 }

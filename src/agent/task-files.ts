@@ -1,6 +1,6 @@
 import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { MountSpec } from '../drivers/driver.js';
+import type { InstanceFile, MountSpec } from '../drivers/driver.js';
 import type { DeliveredFile } from '../secrets/delivery.js';
 
 /** statfs(2) magic numbers of file systems that live in memory only. */
@@ -9,9 +9,10 @@ const MEMORY_FS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
 /** Where a node keeps its tasks' secrets and configs by default: a tmpfs every Linux has. */
 export const defaultFilesRoot = (nodeId: string) => `/dev/shm/yunstack/${nodeId}`;
 
-/** A task's files as placed on the node: the tree's root, and the bind mounts that show each at its target. */
+/** A task's files as placed on the node: the tree's root, each file, and the bind mounts that show each at its target. */
 export interface PlacedFiles {
   root: string;
+  list: InstanceFile[];
   mounts: MountSpec[];
 }
 
@@ -34,18 +35,24 @@ export class TaskFiles {
     return join(this.root, taskId);
   }
 
-  /** Write the task's files; throws (writing nothing) when one of them could not be had. */
-  place(taskId: string, files: DeliveredFile[]): PlacedFiles {
-    for (const f of files) if (f.data === undefined) throw new Error(f.error ?? `${f.kind} "${f.name}" did not arrive with the task`);
+  /**
+   * Write the owner's files (a task's or a server's), under `under` in its tree when given (the rest
+   * of the tree is the owner's driver's: a VM's seed that carries them); throws (writing nothing)
+   * when one of them could not be had.
+   */
+  place(ownerId: string, files: DeliveredFile[], under?: string): PlacedFiles {
+    for (const f of files) if (f.data === undefined) throw new Error(f.error ?? `${f.kind} "${f.name}" did not arrive with it`);
     this.ensureRoot();
-    const dir = this.dir(taskId);
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { mode: 0o711 });
+    const root = this.dir(ownerId);
+    const dir = under ? join(root, under) : root;
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true, mode: 0o711 });
     const asRoot = process.getuid?.() === 0;
+    const list: InstanceFile[] = [];
     try {
       for (const f of files) {
         const p = join(dir, f.target);
-        if (!p.startsWith(`${dir}/`)) throw new Error(`the target ${f.target} of ${f.kind} "${f.name}" leaves the task's tree`);
+        if (!p.startsWith(`${dir}/`)) throw new Error(`the target ${f.target} of ${f.kind} "${f.name}" leaves its tree`);
         mkdirSync(dirname(p), { recursive: true, mode: 0o755 });
         const content = Buffer.from(f.data!, 'base64');
         writeFileSync(p, content, { mode: 0o600 });
@@ -53,12 +60,13 @@ export class TaskFiles {
         // A non-root agent's tasks all run as its own user: the files stay that user's.
         if (asRoot) chownSync(p, Number(f.uid), Number(f.gid));
         chmodSync(p, f.mode);
+        list.push({ source: p, target: f.target, uid: Number(f.uid), gid: Number(f.gid), mode: f.mode });
       }
     } catch (e) {
-      this.remove(taskId);
+      this.remove(ownerId);
       throw e;
     }
-    return { root: dir, mounts: files.map((f) => ({ type: 'bind', source: join(dir, f.target), target: f.target, readonly: true })) };
+    return { root, list, mounts: list.map((f) => ({ type: 'bind', source: f.source, target: f.target, readonly: true })) };
   }
 
   remove(taskId: string): void {

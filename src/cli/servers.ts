@@ -58,6 +58,10 @@ export function printServer(ctx: CliContext, s: ServerJson): void {
     ['node', s.node ? `${s.node} (${s.host_status})` : '-'], ['key_name', s.key_name ?? '-'], ['metadata', s.metadata],
     ['created', s.created_at], ['launched', s.launched_at ?? '-'], ['actions', s.allowed_actions.join(', ')],
   ];
+  for (const k of ['secrets', 'configs'] as const) {
+    const refs = (s[k] as { source: string; target: string; mode: number }[] | undefined) ?? [];
+    if (refs.length) pairs.push([k, refs.map((r) => `${r.source} → ${r.target} (${r.mode.toString(8).padStart(4, '0')})`).join(', ')]);
+  }
   if (s.message) pairs.push(['doing', s.message]);
   if (s.fault) pairs.push(['fault', `${s.fault.code}: ${s.fault.message}: ${s.fault.details}`]);
   if (s.last_exit) pairs.push(['last exit', `${s.last_exit.error ?? 'ended'} (${s.last_exit.at})`]);

@@ -4,7 +4,8 @@ import { usage } from './cli-error.js';
 import { parseDuration } from '../util/duration.js';
 import { parseSize } from '../util/size.js';
 import { parseConstraint } from '../scheduler/constraints.js';
-import type { FileRef, Mount, PortConfig, ServiceSpec, ServiceSpecInput } from '../services/spec.js';
+import type { Mount, PortConfig, ServiceSpec, ServiceSpecInput } from '../services/spec.js';
+import type { FileRef } from '../secrets/refs.js';
 
 /**
  * The flags `service create` and `service update` share, parsed into (a part of) a service spec.

@@ -7,7 +7,8 @@ import type { Change, Op, Store } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import { isTerminal, stateRank, type TaskData, type TaskStatus } from '../services/task.js';
 import type { AgentMessage, AssignedServer, AssignedTask, Channel, LogLine, ManagerMessage } from './protocol.js';
-import { wantsFiles, type TaskFileSource } from '../secrets/delivery.js';
+import type { FileRefs } from '../secrets/refs.js';
+import { serverWantsFiles, wantsFiles, type DeliveredFile, type FileSource } from '../secrets/delivery.js';
 import { applyReport } from '../servers/states.js';
 import type { ServerData, ServerReport } from '../servers/server.js';
 import type { AssignedVolume } from './protocol.js';
@@ -80,7 +81,7 @@ export class Dispatcher {
     private log: Logger,
     readonly opts: DispatcherOptions = DEFAULT_DISPATCHER,
     private managerVersion = '0',
-    private files?: TaskFileSource,
+    private files?: FileSource,
   ) {
     this.startedAt = clock.now();
   }
@@ -145,7 +146,7 @@ export class Dispatcher {
         s.channel.send({ type: 'volumes', volumes: volumes.map(assignedVolume) });
         await this.applyServerReports(s, m.servers ?? []);
         const servers = await listAll(this.store, 'server', { filters: [{ field: 'node_id', op: 'eq', value: s.nodeId }] });
-        s.channel.send({ type: 'servers', servers: servers.map(assigned) });
+        s.channel.send({ type: 'servers', servers: await Promise.all(servers.map((o) => this.assignedServer(o))) });
         s.ready = true;
         for (const f of this.readyHooks) f(s.nodeId, (msg) => s.channel.send(msg));
         this.log.info({ node_id: s.nodeId, tasks: tasks.length }, 'agent session ready');
@@ -274,13 +275,25 @@ export class Dispatcher {
   /** A task for its agent; one about to start carries its secrets and configs, read at this moment. */
   private async assignedTask(t: { id: string; project_id: string | null; data: Record<string, unknown> }): Promise<AssignedTask> {
     const data = t.data as TaskData;
-    if (!this.files || !wantsFiles(data)) return { id: t.id, data };
+    const files = wantsFiles(data) ? await this.readFiles(t.project_id, data.spec, { task_id: t.id }) : undefined;
+    return { id: t.id, data, ...(files ? { files } : {}) };
+  }
+
+  /** A server for its agent; one its node is to build or boot carries its secrets and configs. */
+  private async assignedServer(o: { id: string; name: string; project_id: string; data: Record<string, unknown> }): Promise<AssignedServer> {
+    const data = o.data as ServerData;
+    const files = serverWantsFiles(data) ? await this.readFiles(o.project_id, data, { server_id: o.id }) : undefined;
+    return { id: o.id, name: o.name, project_id: o.project_id, data, ...(files ? { files } : {}) };
+  }
+
+  private async readFiles(projectId: string | null, refs: FileRefs, who: Record<string, string>): Promise<DeliveredFile[] | undefined> {
+    if (!this.files) return undefined;
     try {
-      return { id: t.id, data, files: await this.files({ id: t.id, project_id: t.project_id, data }) };
+      return await this.files({ project_id: projectId, refs });
     } catch (e) {
-      // Sent without them: the agent rejects the task (it never runs without its secrets).
-      this.log.error({ err: e, task_id: t.id }, 'reading the secrets and configs of a task failed');
-      return { id: t.id, data };
+      // Sent without them: the agent refuses to run it (never without its secrets).
+      this.log.error({ err: e, ...who }, 'reading secrets and configs failed');
+      return undefined;
     }
   }
 
@@ -298,7 +311,7 @@ export class Dispatcher {
         const s = d.node_id ? this.sessions.get(d.node_id) : undefined;
         if (!s?.ready) continue;
         if (c.type === 'delete') s.channel.send({ type: 'server_removed', id: c.id });
-        else s.channel.send({ type: 'server', server: assigned(c.object) });
+        else s.channel.send({ type: 'server', server: await this.assignedServer(c.object) });
         continue;
       }
       if (c.kind === 'volume') {
@@ -453,6 +466,3 @@ function assignedVolume(o: { id: string; name: string; project_id: string; data:
   return { id: o.id, name: o.name, project_id: o.project_id, data: o.data as VolumeData };
 }
 
-function assigned(o: { id: string; name: string; project_id: string; data: Record<string, unknown> }): AssignedServer {
-  return { id: o.id, name: o.name, project_id: o.project_id, data: o.data as ServerData };
-}

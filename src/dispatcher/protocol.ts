@@ -69,12 +69,13 @@ export interface AssignedTask {
   files?: DeliveredFile[];
 }
 
-/** A server as its node gets it. */
+/** A server as its node gets it: with its secrets and configs when the node is to build or boot it. */
 export interface AssignedServer {
   id: string;
   name: string;
   project_id: string;
   data: ServerData;
+  files?: DeliveredFile[];
 }
 
 /** A volume as its node gets it. */

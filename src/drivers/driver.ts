@@ -120,6 +120,23 @@ export interface InstanceSpec {
   volumes?: VolumeDisk[];
   /** Boot from this volume: it is the root disk (no copy of the image is made). */
   root_volume?: VolumeDisk;
+  /**
+   * Secrets and configs, placed by the agent on a tmpfs of the node, to be at their targets in the
+   * instance at every boot: a container gets each bind-mounted read-only; a VM gets them through
+   * its seed. `dir` is the instance's own tmpfs directory (the files are below it): what a driver
+   * writes from them (a seed that carries them) goes there, never to a disk.
+   */
+  files?: { dir: string; list: InstanceFile[] };
+}
+
+/** A secret or config for an instance: the file on the node's tmpfs and how the instance gets it. */
+export interface InstanceFile {
+  source: string;
+  /** Absolute path in the instance. */
+  target: string;
+  uid: number;
+  gid: number;
+  mode: number;
 }
 
 /** A volume as a driver attaches it: a raw file on this node. */

@@ -5,6 +5,7 @@
  * progress), see states.ts.
  */
 import type { FlavorSnapshot } from './flavor.js';
+import type { FileRef } from '../secrets/refs.js';
 
 export type VmState = 'building' | 'active' | 'stopped' | 'paused' | 'suspended' | 'resized' | 'error';
 
@@ -111,6 +112,9 @@ export interface ServerData extends Record<string, unknown> {
   quota_usage: { instances: number; cores: number; ram: number };
   /** Its volumes: the root volume (boot from volume) and the attached ones (absent on servers made before volumes). */
   volumes?: ServerVolume[];
+  /** Secrets and configs it receives as files at every boot (absent when none). */
+  secrets?: FileRef[];
+  configs?: FileRef[];
 }
 
 /** What an agent reports about a server. */

@@ -1,4 +1,5 @@
 import { labelsSchema, nameSchema } from '../util/schemas.js';
+import { fileRefsSchema, normalizeRefs, refsFields, type FileRef } from '../secrets/refs.js';
 /**
  * The service spec (swarm mode): what the API accepts, stores and hands to the orchestrator.
  * Durations are integer milliseconds (`*_ms`), sizes integer bytes, CPUs a number of cores.
@@ -15,28 +16,6 @@ export interface Mount {
   readonly?: boolean;
   tmpfs_size_bytes?: number;
 }
-
-/**
- * A secret or config a task receives as a file (swarm mode's SecretReference / ConfigReference).
- * Given by name; the server resolves the name to the object's id and revision, so a new revision
- * of the content is a new task spec: a rolling update.
- */
-export interface FileRef {
-  /** The secret's or config's name in the project. */
-  source: string;
-  /** Set by the server: the object it resolved to, and its content's revision. */
-  id?: string;
-  revision?: number;
-  /** Absolute path inside the task (secrets default to /run/secrets/SOURCE, configs to /SOURCE). */
-  target: string;
-  /** Numeric owner and group of the file, and its mode (default 0444, as swarm mode). */
-  uid: string;
-  gid: string;
-  mode: number;
-}
-
-/** Where a secret or config lands when its target is a bare name. */
-export const FILE_DIRS = { secret: '/run/secrets', config: '/' } as const;
 
 export interface HealthCheck {
   type: 'cmd' | 'tcp' | 'http' | 'none';
@@ -147,36 +126,6 @@ const updateConfigSchema = {
 } as const;
 
 export const CONSTRAINT_RE = /^node\.(id|hostname|role|labels\.[A-Za-z0-9][A-Za-z0-9_.\-/]*)\s*(==|!=)\s*(\S.*)$/;
-
-function fileRefsSchema(kind: 'secret' | 'config') {
-  return {
-    type: 'array', maxItems: 100,
-    items: {
-      type: 'object', additionalProperties: false, required: ['source'],
-      properties: {
-        source: { type: 'string', minLength: 1, maxLength: 200, description: `The ${kind}'s name (or id) in the project.` },
-        id: { type: 'string', description: 'Set by the server.' },
-        revision: { type: 'integer', minimum: 1, description: 'Set by the server.' },
-        target: { type: 'string', minLength: 1, maxLength: 4096, description: `Path inside the task; a bare name is under ${FILE_DIRS[kind]}.` },
-        uid: { type: 'string', pattern: '^[0-9]{1,10}$' },
-        gid: { type: 'string', pattern: '^[0-9]{1,10}$' },
-        mode: { type: 'integer', minimum: 0, maximum: 0o777 },
-      },
-    },
-  } as const;
-}
-
-/** A reference with every default filled in: an absolute target, owner root, mode 0444. */
-function normalizeRefs(refs: DeepPartial<FileRef>[] | undefined, kind: 'secret' | 'config'): FileRef[] {
-  return (refs ?? []).map((r) => {
-    const target = r.target ?? r.source!;
-    return {
-      source: r.source!, ...(r.id ? { id: r.id } : {}), ...(r.revision ? { revision: r.revision } : {}),
-      target: target.startsWith('/') ? target : `${FILE_DIRS[kind].replace(/\/$/, '')}/${target}`,
-      uid: r.uid ?? '0', gid: r.gid ?? '0', mode: r.mode ?? 0o444,
-    };
-  });
-}
 
 export const taskTemplateSchema = {
   type: 'object', additionalProperties: false,
@@ -290,7 +239,6 @@ export const DEFAULT_ROLLBACK: UpdateConfig = { parallelism: 1, delay_ms: 0, fai
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends (infer U)[] ? U[] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
 export type ServiceSpecInput = DeepPartial<ServiceSpec>;
 
-const refsField = (k: 'secrets' | 'configs', refs: FileRef[] | undefined) => (refs?.length ? { [k]: refs } : {});
 
 /** Fill in every default, so the stored spec says exactly what runs. */
 export function normalizeSpec(input: ServiceSpecInput, base?: ServiceSpec): ServiceSpec {
@@ -309,8 +257,10 @@ export function normalizeSpec(input: ServiceSpecInput, base?: ServiceSpec): Serv
     user: t.user ?? bt?.user,
     hostname: t.hostname ?? bt?.hostname,
     mounts: (t.mounts as Mount[] | undefined) ?? bt?.mounts ?? [],
-    ...refsField('secrets', t.secrets ? normalizeRefs(t.secrets as DeepPartial<FileRef>[], 'secret') : bt?.secrets),
-    ...refsField('configs', t.configs ? normalizeRefs(t.configs as DeepPartial<FileRef>[], 'config') : bt?.configs),
+    ...refsFields({
+      secrets: t.secrets ? normalizeRefs(t.secrets as Partial<FileRef>[], 'secret') : bt?.secrets,
+      configs: t.configs ? normalizeRefs(t.configs as Partial<FileRef>[], 'config') : bt?.configs,
+    }),
     read_only: t.read_only ?? bt?.read_only ?? false,
     resources: {
       reservations: {

@@ -1,6 +1,7 @@
 import { YunError } from '../errors/errors.js';
 import { parseConstraint } from '../scheduler/constraints.js';
 import type { ServiceSpec } from './spec.js';
+import { checkRefTargets } from '../secrets/refs.js';
 
 /**
  * Checks the JSON schema cannot express; runs before anything is created, so bad input leaves
@@ -39,16 +40,7 @@ export function validateSpec(spec: ServiceSpec, given: { replicas?: unknown; mod
     if (targets.has(m.target)) throw bad('body/task/mounts', `Two mounts share the target ${m.target}`);
     targets.add(m.target);
   }
-  for (const [field, refs] of [['secrets', t.secrets ?? []], ['configs', t.configs ?? []]] as const) {
-    for (const f of refs) {
-      if (f.target.split('/').some((part) => part === '..' || part === '.') || f.target.endsWith('/') || f.target.includes('//')) {
-        throw bad(`body/task/${field}`, `The target of ${field === 'secrets' ? 'secret' : 'config'} "${f.source}" is not a plain file path: ${f.target}`, 'Give an absolute path like /run/secrets/db_password, or a bare file name.');
-      }
-      if (targets.has(f.target)) throw bad(`body/task/${field}`, `Two mounts, secrets or configs share the target ${f.target}`, 'Give each its own target=PATH.');
-      if (t.mounts.some((m) => f.target.startsWith(`${m.target.replace(/\/$/, '')}/`))) throw bad(`body/task/${field}`, `The target ${f.target} of "${f.source}" is inside a mount; files cannot be placed inside another mount`, 'Choose a target outside the mounts.');
-      targets.add(f.target);
-    }
-  }
+  checkRefTargets(t, 'body/task', t.mounts.map((m) => m.target));
   const r = t.resources;
   if (r.limits.memory_bytes && r.reservations.memory_bytes > r.limits.memory_bytes) {
     throw bad('body/task/resources', `The memory reservation (${r.reservations.memory_bytes} bytes) is larger than the memory limit (${r.limits.memory_bytes} bytes)`, 'A task can never get what it reserves if its limit is lower: raise the limit or lower the reservation.');

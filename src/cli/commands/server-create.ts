@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { collect, defineCommand } from '../command.js';
 import { usage } from '../cli-error.js';
-import { parseLabels } from '../service-flags.js';
+import { parseFileRef, parseLabels } from '../service-flags.js';
 import { afterAction, parseTimeout, waitOptions, type ServerJson } from '../servers.js';
 
 export default defineCommand({
@@ -17,7 +17,9 @@ export default defineCommand({
     .option('--driver <driver>', 'oci or qemu (default: what the image is)')
     .option('--volume <volume[:mount-path]>', 'attach this volume (repeatable; the server is placed on its node; containers mount it at the path, default /mnt/VOLUME)', collect)
     .option('--boot-from-volume <GiB>', 'boot from a new volume of this size made from the image (it outlives the server with --keep-root-volume)')
-    .option('--keep-root-volume', 'with --boot-from-volume: keep the root volume when the server is deleted')),
+    .option('--keep-root-volume', 'with --boot-from-volume: keep the root volume when the server is deleted')
+    .option('--secret <spec>', 'give the server a secret at every boot: NAME or source=NAME,target=/run/secrets/F,uid=0,gid=0,mode=0400 (repeatable)', collect)
+    .option('--config <spec>', 'give the server a config at every boot: NAME or source=NAME,target=/PATH,uid=0,gid=0,mode=0444 (repeatable)', collect)),
   parse: (a, o) => {
     const name = a[0] as string;
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw usage(`"${name}" is not a valid server name: letters, digits, _ . - ; starting with a letter or digit; at most 63`);
@@ -54,6 +56,8 @@ export default defineCommand({
       ...(driver ? { driver } : {}),
       ...(volumes.length ? { volumes } : {}),
       ...(bootVolume ? { boot_volume: bootVolume } : {}),
+      ...(o.secret ? { secrets: (o.secret as string[]).map((x) => parseFileRef('secret', x)) } : {}),
+      ...(o.config ? { configs: (o.config as string[]).map((x) => parseFileRef('config', x)) } : {}),
     };
     return { body, wait: Boolean(o.wait), json: Boolean(o.json), timeoutMs: parseTimeout(o) };
   },

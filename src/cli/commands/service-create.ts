@@ -1,7 +1,7 @@
 import { defineCommand } from '../command.js';
 import { usage } from '../cli-error.js';
 import { declareSpecFlags, parseConstraintFlag, parseEnv, parseFileRef, parseLabels, parseMount, parsePlacementPref, parsePublish, specFromFlags } from '../service-flags.js';
-import type { FileRef } from '../../services/spec.js';
+import type { FileRef } from '../../secrets/refs.js';
 import { followConvergence } from '../progress.js';
 
 export default defineCommand({

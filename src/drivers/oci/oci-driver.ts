@@ -405,6 +405,8 @@ export class OciDriver implements Driver, Freezable, TerminalExec, Instances, Su
           if (!v.mount_path) throw new DriverError(`volume ${v.id} has no mount path: a container mounts its volumes at a path (\`--mount-path /data\`)`, false);
           mounts.push({ type: 'bind', source: await mountOnNode(dir, v), target: v.mount_path });
         }
+        // Secrets and configs: read-only from the node's tmpfs, as a task's.
+        for (const f of config.instance.files?.list ?? []) mounts.push({ type: 'bind', source: f.source, target: f.target, readonly: true });
         await lookupCommandInRoot(rootfs, '/bin/sh', pathEnv, cwd, targets);
         args = ['/bin/sh', '-c', SYSTEM_INIT, 'yun-init', ...wanted];
       } else {

@@ -256,6 +256,10 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
     const kernelBoot = vm.kernel !== undefined;
     const dev = kernelBoot ? 'device' : 'pci';
     const inst = config.instance;
+    // A seed that carries secrets and configs is written at every start, on the node's tmpfs.
+    const carried = inst?.files?.list ?? [];
+    const seed = carried.length ? join(inst!.files!.dir, SEED) : join(dir, SEED);
+    if (carried.length) await writeSeedImage(seed, { ...this.seedOf(config), files: carried });
     const mib = Math.max(64, Math.round((inst?.memory_bytes ?? config.limits.memory_bytes ?? 0) / MiB) || 256);
     const cpus = Math.max(1, Math.round(inst?.vcpus ?? config.limits.cpu ?? 1) || 1);
     const args = [
@@ -271,7 +275,7 @@ export class QemuDriver implements Driver, Instances, Freezable, Suspendable, Co
       ...(inst?.root_volume
         ? ['-drive', `id=root,file=${inst.root_volume.path},format=raw,if=none,discard=unmap`, '-device', `virtio-blk-${dev},drive=root,serial=${inst.root_volume.serial}`]
         : ['-drive', `id=root,file=${join(dir, DISK)},format=qcow2,if=none,discard=unmap`, '-device', `virtio-blk-${dev},drive=root`]),
-      '-drive', `id=seed,file=${join(dir, SEED)},format=raw,if=none,readonly=on`,
+      '-drive', `id=seed,file=${seed},format=raw,if=none,readonly=on`,
       '-device', `virtio-blk-${dev},drive=seed`,
       ...(await this.extraDrives(dir, dev)),
       // Volumes are SCSI disks on one virtio-scsi controller: unlike virtio-blk on virtio-mmio,

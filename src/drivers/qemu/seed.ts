@@ -8,10 +8,9 @@
  * always written as double-quoted YAML scalars, so spaces, colons and '#' in keys are safe.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { findTool } from '../../util/which.js';
 
 export interface SeedNetwork {
@@ -34,7 +33,25 @@ export interface SeedData {
   userData?: Buffer | string;
   /** A static address, or DHCP. Absent: no network-config file (cloud-init and tinyvm use DHCP). */
   network?: SeedNetwork | 'dhcp';
+  /**
+   * Secrets and configs (files on the node, read when the image is written): in `yun-files/` with a
+   * `list` (tinyvm places them at every boot) and as cloud-init `write_files` in `vendor-data`.
+   * A seed that carries them must be written to a tmpfs.
+   */
+  files?: SeedFile[];
 }
+
+export interface SeedFile {
+  source: string;
+  /** Absolute path in the guest. */
+  target: string;
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+/** The seed's directory of files, and its index (`MODE UID GID N TARGET` per line; the content in `yun-files/N`). */
+export const SEED_FILES_DIR = 'yun-files';
 
 /** The interface name the seed gives the guest's NIC (`set-name`). */
 export const SEED_INTERFACE = 'eth0';
@@ -78,6 +95,11 @@ export function validateSeed(d: SeedData): void {
     if (/[\r\n]/.test(k)) fail(`public key ${i} contains a newline (give one key per array element)`);
     if (CONTROL_RE.test(k)) fail(`public key ${i} contains a control character`);
   });
+  for (const f of d.files ?? []) {
+    if (!f.target.startsWith('/') || CONTROL_RE.test(f.target) || f.target.endsWith('/')) fail(`file target ${JSON.stringify(f.target)} is not an absolute file path without control characters`);
+    if (!Number.isInteger(f.uid) || !Number.isInteger(f.gid) || f.uid < 0 || f.gid < 0) fail(`file ${f.target}: uid and gid must be non-negative integers`);
+    if (!Number.isInteger(f.mode) || f.mode < 0 || f.mode > 0o7777) fail(`file ${f.target}: mode ${f.mode} is not a file mode`);
+  }
   const n = d.network;
   if (n === undefined || n === 'dhcp') return;
   if (typeof n !== 'object' || n === null) fail(`network must be 'dhcp' or an object, not ${JSON.stringify(n)}`);
@@ -120,6 +142,22 @@ export function renderNetworkConfig(d: SeedData): string | undefined {
   return lines.join('\n') + '\n';
 }
 
+const octal = (mode: number) => mode.toString(8).padStart(4, '0');
+
+/** The `list` of the seed's `yun-files/` (tinyvm reads it with `read -r mode uid gid n target`). */
+export function renderFileList(files: SeedFile[]): string {
+  return files.map((f, i) => `${octal(f.mode)} ${f.uid} ${f.gid} ${i} ${f.target}\n`).join('');
+}
+
+/** `vendor-data` for cloud-init images: the files as `write_files` (cloud-init writes them once per instance). */
+export function renderVendorData(files: SeedFile[], contents: Buffer[]): string {
+  const lines = ['#cloud-config', 'write_files:'];
+  files.forEach((f, i) => {
+    lines.push(`  - path: ${yamlQuote(f.target)}`, '    encoding: b64', `    content: ${yamlQuote(contents[i]!.toString('base64'))}`, `    owner: ${yamlQuote(`${f.uid}:${f.gid}`)}`, `    permissions: ${yamlQuote(octal(f.mode))}`);
+  });
+  return lines.join('\n') + '\n';
+}
+
 const mkfsVfat = () => findTool('mkfs.vfat') ?? findTool('mkfs.fat');
 
 /** Why seeds cannot be made here (naming the Debian package to install), or null. */
@@ -148,32 +186,44 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<void>
  * `d.network` is set).
  */
 export async function writeSeedImage(path: string, d: SeedData): Promise<void> {
+  validateSeed(d);
   const files: Array<[string, Buffer]> = [
     ['meta-data', Buffer.from(renderMetaData(d))],
     ['user-data', d.userData === undefined ? Buffer.alloc(0) : Buffer.isBuffer(d.userData) ? d.userData : Buffer.from(d.userData)],
   ];
   const net = renderNetworkConfig(d);
   if (net !== undefined) files.push(['network-config', Buffer.from(net)]);
+  const carried = d.files ?? [];
+  const contents = await Promise.all(carried.map((f) => readFile(f.source)));
+  if (carried.length) {
+    files.push(['vendor-data', Buffer.from(renderVendorData(carried, contents))]);
+    files.push([`${SEED_FILES_DIR}/list`, Buffer.from(renderFileList(carried))]);
+  }
   const why = await seedSupport();
   if (why) throw new Error(why);
   const mkfs = mkfsVfat() as string;
   const mcopy = findTool('mcopy') as string;
+  const mmd = findTool('mmd') ?? 'mmd';
 
   // FAT12/16 overhead plus the files, rounded up to whole 64 KiB.
-  const payload = files.reduce((n, [, b]) => n + b.length + 4096, 0);
+  const payload = [...files.map(([, b]) => b.length), ...contents.map((b) => b.length)].reduce((n, len) => n + len + 4096, 0);
   const bytes = Math.max(SEED_MIN_BYTES, Math.ceil((payload * 1.1 + 256 * 1024) / 65536) * 65536);
   const tmp = `${path}.tmp`;
-  const dir = await mkdtemp(join(tmpdir(), 'yun-seed-'));
+  let dir: string | undefined;
   // mtools: no ~/.mtoolsrc surprises, and no complaint about a geometry that is not a whole number of tracks.
   const env = { ...process.env, MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
   try {
     await rm(tmp, { force: true });
     await run(mkfs, ['-n', SEED_LABEL, '-C', tmp, String(bytes / 1024)], env);
-    for (const [name, data] of files) {
-      const f = join(dir, name);
-      await writeFile(f, data);
+    // Staged beside the image (for a seed with secrets: on the same tmpfs), never in /tmp.
+    dir = await mkdtemp(join(dirname(path), '.seed-'));
+    if (carried.length) await run(mmd, ['-i', tmp, `::/${SEED_FILES_DIR}`], env);
+    for (const [i, [name, data]] of files.entries()) {
+      const f = join(dir!, String(i));
+      await writeFile(f, data, { mode: 0o600 });
       await run(mcopy, ['-i', tmp, '-o', f, `::/${name}`], env);
     }
+    for (const [i, f] of carried.entries()) await run(mcopy, ['-i', tmp, '-o', f.source, `::/${SEED_FILES_DIR}/${i}`], env);
     const st = await stat(tmp);
     if (st.size !== bytes) throw new Error(`seed image ${tmp} has ${st.size} bytes, expected ${bytes}`);
     await rename(tmp, path);
@@ -181,6 +231,7 @@ export async function writeSeedImage(path: string, d: SeedData): Promise<void> {
     await rm(tmp, { force: true });
     throw e;
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    for (const c of contents) c.fill(0);
+    if (dir) await rm(dir, { recursive: true, force: true });
   }
 }

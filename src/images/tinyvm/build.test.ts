@@ -7,12 +7,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireOrSkip } from '../../drivers/testing/conformance.js';
-import { renderMetaData, renderNetworkConfig, seedSupport, validateSeed, writeSeedImage, type SeedData } from '../../drivers/qemu/seed.js';
+import { renderMetaData, renderNetworkConfig, renderVendorData, seedSupport, validateSeed, writeSeedImage, type SeedData } from '../../drivers/qemu/seed.js';
 import { buildTinyVm, defaultTinyVmDir, findTool, hostTscKhz, tcgKernelArgs, tinyVmSupport, TINYVM_CMDLINE, TINYVM_DISK_BYTES, type TinyVmBuild } from './build.js';
 import { YAML_AWK } from './guest.js';
 
@@ -503,6 +503,17 @@ describe('cloud-init seed (drivers/qemu/seed.ts)', () => {
     await writeSeedImage(img, { ...good, userData: Buffer.alloc(3 * 1024 * 1024, 'x') });
     assert.ok(statSync(img).size > 3 * 1024 * 1024);
     assert.throws(() => mtype('network-config'));
+    // Files (secrets, configs): in yun-files/ with their list, and as cloud-init write_files; no staging left beside.
+    const secretFile = join(dir, 'secret');
+    writeFileSync(secretFile, 'p4ss w0rd\n');
+    const files = [{ source: secretFile, target: '/run/secrets/db pass', uid: 0, gid: 1000, mode: 0o440 }];
+    await writeSeedImage(img, { ...good, files });
+    assert.equal(mtype('yun-files/list'), '0440 0 1000 0 /run/secrets/db pass\n');
+    assert.equal(mtype('yun-files/0'), 'p4ss w0rd\n');
+    assert.equal(mtype('vendor-data'), renderVendorData(files, [Buffer.from('p4ss w0rd\n')]));
+    assert.match(mtype('vendor-data'), /^#cloud-config\nwrite_files:\n {2}- path: "\/run\/secrets\/db pass"\n {4}encoding: b64\n {4}content: "cDRzcyB3MHJkCg=="\n {4}owner: "0:1000"\n {4}permissions: "0440"\n$/);
+    assert.deepEqual(readdirSync(dir).sort(), ['secret', 'seed.img']);
+    await assert.rejects(writeSeedImage(img, { ...good, files: [{ ...files[0]!, target: 'relative' }] }), /not an absolute file path/);
     // Invalid data: nothing is written.
     await assert.rejects(writeSeedImage(join(dir, 'bad.img'), { ...good, hostname: 'bad_name' }), /RFC 1123/);
     assert.ok(!existsSync(join(dir, 'bad.img')) && !existsSync(join(dir, 'bad.img.tmp')));

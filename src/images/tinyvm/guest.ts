@@ -410,6 +410,23 @@ else
 
   echo "YUN-GUEST seed instance-id=$iid hostname=$hn address=$address keys=$keys"
 
+  # Secrets and configs (Yunstack's yun-files/): placed at every boot, with their owner and mode.
+  fl=/run/cidata/yun-files/list
+  if [ -f "$fl" ]; then
+    placed=0
+    while read -r fmode fuid fgid fidx ftarget; do
+      [ -n "$ftarget" ] || continue
+      mkdir -p "$(dirname "$ftarget")"
+      if cp "/run/cidata/yun-files/$fidx" "$ftarget.yun-tmp" && chown "$fuid:$fgid" "$ftarget.yun-tmp" && chmod "$fmode" "$ftarget.yun-tmp" && mv -f "$ftarget.yun-tmp" "$ftarget"; then
+        placed=$((placed + 1))
+      else
+        rm -f "$ftarget.yun-tmp"
+        echo "YUN-GUEST files error: cannot place $ftarget"
+      fi
+    done < "$fl"
+    echo "YUN-GUEST files placed=$placed"
+  fi
+
   ud=/run/cidata/user-data
   if [ -s "$ud" ]; then
     case "$(head -c 2 "$ud")" in

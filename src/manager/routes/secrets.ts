@@ -9,6 +9,7 @@ import { MAX_BLOB_BYTES, sealAad, type BlobData, type BlobKind } from '../../sec
 import type { ManagerContext } from '../context.js';
 import { commitChecked, fileGuard } from '../commit.js';
 import { withSpec, type ServiceData } from '../../services/spec.js';
+import type { ServerData } from '../../servers/server.js';
 import { buildListQuery, commonMeta, created, findInProjects, idParams, listBody, listProjects, listQuerySchema, listResponseSchema, principal, requireCloudAdmin, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec } from '../http.js';
 
 const spec: ListSpec = { filters: { name: 'name' }, sortKeys: { name: 'name', created_at: 'created_at', id: 'id' }, defaultSort: 'name' };
@@ -48,6 +49,9 @@ export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'stor
   /** The services of the object's project whose tasks receive it. */
   const users = async (o: StoredObject): Promise<StoredObject[]> =>
     (await listAll(ctx.store, 'service', { projects: [o.project_id!] })).filter((svc) => ((svc.data as ServiceData).spec.task[k.collection] ?? []).some((r) => r.id === o.id));
+  /** Servers get the current revision at each boot: they hold it against removal, and are not rolled. */
+  const serverUsers = async (o: StoredObject): Promise<StoredObject[]> =>
+    (await listAll(ctx.store, 'server', { projects: [o.project_id!] })).filter((srv) => ((srv.data as ServerData)[k.collection] ?? []).some((r) => r.id === o.id));
 
   app.post(`/v1/${k.collection}`, {
     config: { action: `${k.kind}.create` },
@@ -90,11 +94,16 @@ export function blobRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'stor
     const version = writeVersion(req, undefined, false);
     await commitChecked(ctx.store, async () => {
       const g = await ctx.store.guard(fileGuard(o.id));
-      const using = await users(o);
-      if (using.length > 0) {
-        const names = using.map((svc) => svc.name).sort();
-        throw new YunError('YUN_IN_USE', `${k.title} "${o.name}" is used by ${names.length === 1 ? 'service' : 'services'} ${names.map((n) => `"${n}"`).join(', ')}`, {
-          hint: `Take it out of ${names.length === 1 ? 'it' : 'each'} first (\`yun service update --${k.kind}-rm ${o.name} ${names.length === 1 ? names[0] : 'SERVICE'}\`), or remove ${names.length === 1 ? 'the service' : 'the services'}.`, extra: { services: names },
+      const services = (await users(o)).map((x) => x.name).sort();
+      const servers = (await serverUsers(o)).map((x) => x.name).sort();
+      if (services.length + servers.length > 0) {
+        const list = (what: string, names: string[]) => (names.length ? [`${what}${names.length === 1 ? '' : 's'} ${names.map((n) => `"${n}"`).join(', ')}`] : []);
+        const fixes = [
+          ...(services.length ? [`take it out of the service${services.length === 1 ? '' : 's'} (\`yun service update --${k.kind}-rm ${o.name} ${services.length === 1 ? services[0] : 'SERVICE'}\`) or remove ${services.length === 1 ? 'it' : 'them'}`] : []),
+          ...(servers.length ? [`remove the server${servers.length === 1 ? '' : 's'} (\`yun server rm ${servers.length === 1 ? servers[0] : 'SERVER'}\`)`] : []),
+        ];
+        throw new YunError('YUN_IN_USE', `${k.title} "${o.name}" is used by ${[...list('service', services), ...list('server', servers)].join(' and ')}`, {
+          hint: `First ${fixes.join(', and ')}.`, extra: { services, servers },
         });
       }
       return [{ op: 'guard', key: fileGuard(o.id), version: g }, { op: 'delete', kind: k.kind, id: o.id, ...(version !== undefined ? { version } : {}) }];

@@ -23,6 +23,8 @@ import type { VolumeData } from '../../volumes/volume.js';
 import { defaultMountPath, volumeSerial } from '../../volumes/volume.js';
 import { checkVolumeAction, releaseFromServer } from '../../volumes/states.js';
 import { volumesOf } from '../../volumes/queries.js';
+import { checkRefTargets, fileRefsSchema, normalizeRefs, refsFields, type FileRef } from '../../secrets/refs.js';
+import { refGuards, resolveRefs } from '../file-refs.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -50,6 +52,7 @@ const serverSchema = {
     fault: { type: ['object', 'null'], additionalProperties: true }, last_exit: { type: ['object', 'null'], additionalProperties: true },
     allowed_actions: { type: 'array', items: { type: 'string' } }, launched_at: { type: ['string', 'null'] }, message: { type: ['string', 'null'] },
     volumes_attached: { type: 'array', items: { type: 'object', additionalProperties: true } },
+    secrets: fileRefsSchema('secret', 'the server'), configs: fileRefsSchema('config', 'the server'),
   },
 } as const;
 
@@ -75,6 +78,8 @@ const createBody = {
       type: 'object', additionalProperties: false, required: ['size'], description: 'Boot from a new volume made from the image (its root disk outlives the server unless delete_on_termination).',
       properties: { size: { type: 'integer', minimum: 1, maximum: 16384, description: 'GiB' }, delete_on_termination: { type: 'boolean', description: 'Default true.' } },
     },
+    secrets: { ...fileRefsSchema('secret', 'the server'), description: 'Secrets of the project it receives as files at every boot (a container: tmpfs bind mounts; a VM: through its seed).' },
+    configs: { ...fileRefsSchema('config', 'the server'), description: 'Configs of the project it receives as files at every boot.' },
   },
 } as const;
 
@@ -190,7 +195,7 @@ export function serverRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'cl
     schema: { tags: ['servers'], summary: 'Create a server: an instance (a VM on qemu, a system container on oci) booted from an image with a flavor. Answers 202: it is BUILD until ACTIVE (or ERROR with a fault).', querystring: noQuery, body: createBody, response: { 202: serverSchema } },
   }, async (req, reply) => {
     const p = requireRole(req, 'member', 'create servers');
-    const b = req.body as { name: string; flavor: string; image: string; networks?: string[]; key_name?: string; user_data?: string; metadata?: Record<string, string>; driver?: 'oci' | 'qemu'; volumes?: { volume: string; mount_path?: string; delete_on_termination?: boolean }[]; boot_volume?: { size: number; delete_on_termination?: boolean } };
+    const b = req.body as { name: string; flavor: string; image: string; networks?: string[]; key_name?: string; user_data?: string; metadata?: Record<string, string>; driver?: 'oci' | 'qemu'; volumes?: { volume: string; mount_path?: string; delete_on_termination?: boolean }[]; boot_volume?: { size: number; delete_on_termination?: boolean }; secrets?: Partial<FileRef>[]; configs?: Partial<FileRef>[] };
     if (await ctx.store.getByName('server', p.project.id, b.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A server named "${b.name}" already exists in project "${p.project.name}"`, { hint: 'Choose another name, or remove the existing server first (`yun server rm`).' });
     }
@@ -216,6 +221,7 @@ export function serverRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'cl
       const n = Buffer.from(b.user_data, 'base64').length;
       if (n > USER_DATA_MAX) throw new YunError('YUN_VALIDATION_FAILED', `user_data is ${n} bytes once decoded; at most ${USER_DATA_MAX} are allowed`, { extra: { field: 'body/user_data' } });
     }
+    const files = refsFields({ secrets: normalizeRefs(b.secrets, 'secret'), configs: normalizeRefs(b.configs, 'config') });
     const quota_usage = { instances: 1, cores: flavor.vcpus, ram: flavor.ram_mb * MiB };
     const now = ctx.clock.iso();
     const serverId = newId();
@@ -238,6 +244,8 @@ export function serverRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'cl
       serverVolumes.push(sv);
       volOps.push({ op: 'update', kind: 'volume', id: v.id, version: v.version, data: { ...vd, status: 'attaching', attachment: { server_id: serverId, server_name: b.name, mount_path: mount, device: null, boot: false, delete_on_termination: sv.delete_on_termination, attached_at: null } } });
     }
+    checkRefTargets(files, 'body', driver === 'oci' ? [...seenMounts] : []);
+    await resolveRefs(ctx.store, files, p.project.id, 'body');
     const volumeQuota = { volumes: 0, gigabytes: 0 };
     if (b.boot_volume) {
       const vid = newId();
@@ -263,13 +271,14 @@ export function serverRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'cl
       events: [{ action: 'create', request_id: req.id, user_id: p.user.id, start_time: now, finish_time: null, result: null, message: null }],
       quota_usage,
       ...(serverVolumes.length ? { volumes: serverVolumes } : {}),
+      ...files,
     };
     // The quota check holds against concurrent creates (the guard), as for services; the volumes'
     // versions hold against another attach at the same time.
     const [s] = await commitChecked(ctx.store, async () => {
       const g = await ctx.store.guard(quotaGuard(p.project.id));
       await checkQuota(ctx.store, p.project, { ...quota_usage, ...volumeQuota });
-      return [{ op: 'guard', key: quotaGuard(p.project.id), version: g }, { op: 'create', kind: 'server', id: serverId, project_id: p.project.id, name: b.name, data }, ...volOps];
+      return [{ op: 'guard', key: quotaGuard(p.project.id), version: g }, ...(await refGuards(ctx.store, files, 'body')), { op: 'create', kind: 'server', id: serverId, project_id: p.project.id, name: b.name, data }, ...volOps];
     });
     req.auditTarget = s!.id;
     ctx.scheduler.kick();

@@ -11,8 +11,8 @@ import {
   principal, requireRole, toApi, writeVersion, type ListQueryInput, type ListSpec,
 } from '../http.js';
 import { checkQuota, type Quotas } from '../quotas.js';
-import { claimKeys, commitChecked, fileGuard, quotaGuard } from '../commit.js';
-import { CONFIG, SECRET, type BlobData } from '../../secrets/secret.js';
+import { claimKeys, commitChecked, quotaGuard } from '../commit.js';
+import { refGuards, resolveRefs } from '../file-refs.js';
 import { newId } from '../../util/ids.js';
 import type { Op } from '../../store/store.js';
 import { resolveImage } from '../../images/catalog.js';
@@ -164,36 +164,6 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
     s.task.image_digest = img.data.digest as string;
   };
 
-  /** Secret and config names become ids and revisions (a new revision of the content is a rolling update). */
-  const resolveFiles = async (s: ServiceSpec, projectId: string) => {
-    for (const k of [SECRET, CONFIG]) {
-      const refs = s.task[k.collection];
-      if (!refs) continue;
-      s.task[k.collection] = await Promise.all(refs.map(async (r) => {
-        const o = await findInProjects(ctx.store, k.kind, r.source, [projectId]);
-        if (!o) {
-          throw new YunError('YUN_VALIDATION_FAILED', `${k.title} "${r.source}" does not exist in this project`, {
-            hint: `Create it with \`yun ${k.kind} create ${r.source} FILE\`; \`yun ${k.kind} ls\` lists what there is.`, extra: { field: `body/task/${k.collection}` },
-          });
-        }
-        return { ...r, source: o.name, id: o.id, revision: (o.data as unknown as BlobData).revision ?? 1 };
-      }));
-    }
-  };
-
-  /** Guards that hold the secrets and configs a spec uses against their removal (checked again on a retry). */
-  const fileGuards = async (s: ServiceSpec): Promise<Op[]> => {
-    const ops: Op[] = [];
-    for (const k of [SECRET, CONFIG]) {
-      for (const r of s.task[k.collection] ?? []) {
-        const version = await ctx.store.guard(fileGuard(r.id!));
-        if (!(await ctx.store.get(k.kind, r.id!))) throw new YunError('YUN_VALIDATION_FAILED', `${k.title} "${r.source}" was removed meanwhile`, { extra: { field: `body/task/${k.collection}` } });
-        ops.push({ op: 'guard', key: fileGuard(r.id!), version });
-      }
-    }
-    return ops;
-  };
-
   app.post('/v1/services', {
     config: { action: 'service.create' },
     schema: { tags: ['services'], summary: 'Create a service (swarm mode): replicated or global tasks from a command or an image.', querystring: noQuery, body: createServiceSchema, response: { 201: serviceSchema } },
@@ -205,7 +175,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
     await checkNetworks(s, p.project.id);
     await checkPorts(s, p.project.id);
     await pinImage(s, p.project.id);
-    await resolveFiles(s, p.project.id);
+    await resolveRefs(ctx.store, s.task, p.project.id, 'body/task');
     if (await ctx.store.getByName('service', p.project.id, body.name)) {
       throw new YunError('YUN_NAME_CONFLICT', `A service named "${body.name}" already exists in project "${p.project.name}"`, { hint: 'Choose another name, update the existing service (`yun service update`), or remove it first.' });
     }
@@ -223,7 +193,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
       const data: ServiceData = { spec: await publishPorts(s), spec_version: 1, previous_spec: null, update_status: null, quota_usage: usage, vip_index: await freeVipIndex(), network_vips: await networkVips(s) };
       return [
         { op: 'guard', key: quotaGuard(p.project.id), version: g },
-        ...(await fileGuards(s)),
+        ...(await refGuards(ctx.store, s.task, 'body/task')),
         { op: 'create', kind: 'service', id, project_id: p.project.id, name: body.name, data },
         ...allocationClaims(id, data),
       ];
@@ -289,7 +259,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
         // Before the comparison below: ports sent without a published port keep theirs, no rollout.
         const s = await publishPorts(normalized, svc.id, d.spec);
         if (input.task?.image !== undefined || input.task?.force_update !== undefined || (s.task.image && !s.task.image_digest)) await pinImage(s, svc.project_id);
-        if (input.task?.secrets !== undefined || input.task?.configs !== undefined) await resolveFiles(s, svc.project_id);
+        if (input.task?.secrets !== undefined || input.task?.configs !== undefined) await resolveRefs(ctx.store, s.task, svc.project_id, 'body/task');
         next = withSpec(d, s, now);
       }
       next.network_vips = await networkVips(next.spec, d.network_vips, svc.id);
@@ -304,7 +274,7 @@ export function serviceRoutes(app: FastifyInstance, ctx: Pick<ManagerContext, 'c
       const want = allocationClaims(svc.id, next);
       return [
         { op: 'guard', key: quotaGuard(svc.project_id), version: g },
-        ...(await fileGuards(next.spec)),
+        ...(await refGuards(ctx.store, next.spec.task, 'body/task')),
         { op: 'update', kind: 'service', id: svc.id, version, data: next },
         ...have.filter((k) => !want.some((w) => w.key === k)).map((key) => ({ op: 'release' as const, key, owner: svc.id })),
         ...want.filter((w) => !have.includes(w.key)),
