@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { findTool } from '../../util/which.js';
+import type { InstanceFile } from '../driver.js';
 
 export interface SeedNetwork {
   /** The guest interface's MAC address (matched with `match: macaddress`). */
@@ -41,14 +42,8 @@ export interface SeedData {
   files?: SeedFile[];
 }
 
-export interface SeedFile {
-  source: string;
-  /** Absolute path in the guest. */
-  target: string;
-  uid: number;
-  gid: number;
-  mode: number;
-}
+/** A file for the guest: the instance's files as the driver contract has them. */
+export type SeedFile = InstanceFile;
 
 /** The seed's directory of files, and its index (`MODE UID GID N TARGET` per line; the content in `yun-files/N`). */
 export const SEED_FILES_DIR = 'yun-files';
@@ -186,7 +181,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<void>
  * `d.network` is set).
  */
 export async function writeSeedImage(path: string, d: SeedData): Promise<void> {
-  validateSeed(d);
+  // renderMetaData validates everything (the files too) before anything is read or written.
   const files: Array<[string, Buffer]> = [
     ['meta-data', Buffer.from(renderMetaData(d))],
     ['user-data', d.userData === undefined ? Buffer.alloc(0) : Buffer.isBuffer(d.userData) ? d.userData : Buffer.from(d.userData)],
